@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, handlers and responses; it translates HTTP to registry library calls."""

@@ -1,0 +1,118 @@
+"""The aiohttp application: one dispatcher over the route table, the error mapping, and common headers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+
+from portside.api.context import ApiSettings, Context
+from portside.api.errors import ApiError, ErrorCode, from_library
+from portside.api.routes import resolve
+from portside.config import Config
+from portside.registry import Namespace, RegistryError
+from portside.service import open_namespace
+
+log = logging.getLogger("portside.api")
+
+NAMESPACE = web.AppKey("namespace", Namespace)
+SETTINGS = web.AppKey("settings", ApiSettings)
+API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+
+
+def settings_from(config: Config) -> ApiSettings:
+    return ApiSettings(
+        prefix=config.http.prefix,
+        host=config.http.host,
+        relative_urls=config.http.relativeurls,
+        redirect_disabled=config.storage.redirect.disable,
+        headers=dict(config.http.headers),
+    )
+
+
+def _path(request: web.Request) -> str:
+    raw = request.raw_path.split("?", 1)[0]
+    if "://" in raw.split("/", 1)[0] + "/":
+        raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+    return raw
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    path = _path(request)
+    if settings.prefix:
+        if not path.startswith(settings.prefix + "/"):
+            return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
+        path = path[len(settings.prefix) :]
+    resolved = resolve(path)
+    if resolved is None:
+        return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
+    route, params = resolved
+    handler = route.methods.get(request.method)
+    if handler is None:
+        allow = ", ".join(sorted(route.methods))
+        return ApiError(
+            ErrorCode.UNSUPPORTED, f"method {request.method} is not allowed here", headers={"Allow": allow}
+        ).response()
+    ctx = Context(request=request, namespace=request.app[NAMESPACE], settings=settings, params=params)
+    try:
+        return await handler(ctx)
+    except ApiError as exc:
+        return exc.response()
+    except RegistryError as exc:
+        return from_library(exc).response()
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, path[:300])
+        return ApiError(ErrorCode.UNKNOWN).response()
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+    for name, values in request.app[SETTINGS].headers.items():
+        if name not in response.headers:
+            for value in values:
+                response.headers.add(name, value)
+
+
+async def _purge_loop(namespace: Namespace, config: Config) -> None:
+    """Purge stale uploads now and then; every worker runs it, and purging is idempotent."""
+    purging = config.storage.maintenance.uploadpurging
+    age = timedelta(seconds=purging.age)
+    await asyncio.sleep(random.uniform(1, min(60.0, purging.interval)))
+    while True:
+        try:
+            await namespace.purge_uploads(age, purging.dryrun)
+        except Exception:
+            log.exception("upload purge failed")
+        await asyncio.sleep(purging.interval * random.uniform(0.9, 1.1))
+
+
+def create_app(config: Config, *, migrate: bool = False) -> web.Application:
+    """The application for one worker process; its namespace opens when the app starts."""
+    app = web.Application(client_max_size=1024**2)
+    app[SETTINGS] = settings_from(config)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        namespace = await open_namespace(config, migrate=migrate)
+        app[NAMESPACE] = namespace
+        purge = None
+        if config.storage.maintenance.uploadpurging.enabled:
+            purge = asyncio.create_task(_purge_loop(namespace, config))
+        yield
+        if purge is not None:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+        await namespace.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_common_headers)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app

@@ -1,0 +1,27 @@
+"""`/v2/<name>/referrers/<digest>`: the manifests whose `subject` is a given manifest."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from portside.api.context import Context
+from portside.api.handlers.blobs import parse_digest
+from portside.manifest import mediatypes as mt
+
+
+async def list_referrers(ctx: Context) -> web.StreamResponse:
+    repo = ctx.repository()
+    subject = parse_digest(ctx.params["digest"])
+    artifact_type = ctx.query("artifactType") or None
+    descriptors = await repo.referrers(subject, artifact_type)
+    body = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [d.to_json() for d in descriptors],
+    }
+    headers = {"Content-Type": mt.OCI_INDEX}
+    if artifact_type is not None:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return web.Response(body=json.dumps(body).encode(), headers=headers)

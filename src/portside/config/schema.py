@@ -1,0 +1,252 @@
+"""The configuration schema: Docker Distribution's `config.yml` keys, validated with clear messages.
+
+Unknown keys are errors, so a misspelt or unsupported setting is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from portside.config.durations import parse_duration
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds; written as Go durations ("168h", "1m30s") or integers of nanoseconds, as distribution reads them."""
+
+
+class AccessLog(Strict):
+    disabled: bool = False
+
+
+class Log(Strict):
+    level: Literal["error", "warn", "info", "debug"] = "info"
+    formatter: Literal["text", "json", "logstash"] = "text"
+    fields: dict[str, Any] = Field(default_factory=dict)
+    accesslog: AccessLog = AccessLog()
+
+    @field_validator("level", "formatter", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Delete(Strict):
+    enabled: bool = False
+
+
+class Redirect(Strict):
+    disable: bool = False
+
+
+class Cache(Strict):
+    """Distribution caches blob descriptors because its storage is slow to stat; Portside answers those
+    lookups from the metadata store. Accepted so existing configurations load unchanged."""
+
+    blobdescriptor: Literal["inmemory", ""] = "inmemory"
+    blobdescriptorsize: int = Field(default=10000, ge=1)
+
+
+class UploadPurging(Strict):
+    enabled: bool = True
+    age: Duration = 168 * 3600.0
+    interval: Duration = 24 * 3600.0
+    dryrun: bool = False
+
+    @model_validator(mode="after")
+    def _positive(self) -> UploadPurging:
+        if self.enabled and (self.age <= 0 or self.interval <= 0):
+            raise ValueError("uploadpurging age and interval must be positive")
+        return self
+
+
+class ReadOnly(Strict):
+    enabled: bool = False
+
+
+class Maintenance(Strict):
+    uploadpurging: UploadPurging = UploadPurging()
+    readonly: ReadOnly = ReadOnly()
+
+
+class FilesystemParameters(Strict):
+    rootdirectory: str = "./data"
+    maxthreads: int = Field(default=100, ge=25)
+
+
+class InMemoryParameters(Strict):
+    pass
+
+
+DRIVER_PARAMETERS: dict[str, type[Strict]] = {
+    "filesystem": FilesystemParameters,
+    "inmemory": InMemoryParameters,
+}
+STORAGE_SETTINGS = ("delete", "redirect", "cache", "maintenance")
+
+
+class Storage(Strict):
+    """`storage:` holds exactly one driver section (its name is the key) beside the shared settings."""
+
+    driver: str = "filesystem"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    delete: Delete = Delete()
+    redirect: Redirect = Redirect()
+    cache: Cache = Cache()
+    maintenance: Maintenance = Maintenance()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_driver(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or "driver" in value:
+            return value
+        if not value:
+            value = {"filesystem": {}}
+        drivers = {k: v for k, v in value.items() if k not in STORAGE_SETTINGS}
+        if len(drivers) != 1:
+            names = ", ".join(sorted(drivers)) or "none"
+            raise ValueError(f"storage needs exactly one driver section (found: {names})")
+        ((driver, parameters),) = drivers.items()
+        if driver not in DRIVER_PARAMETERS:
+            known = ", ".join(sorted(DRIVER_PARAMETERS))
+            raise ValueError(f"unknown storage driver {driver!r} (known: {known})")
+        parameters = DRIVER_PARAMETERS[driver].model_validate(parameters or {}).model_dump()
+        settings = {k: v for k, v in value.items() if k in STORAGE_SETTINGS}
+        return {"driver": driver, "parameters": parameters, **settings}
+
+
+class Http(Strict):
+    addr: str = ":5000"
+    net: Literal["tcp", "unix"] = "tcp"
+    host: str = ""
+    prefix: str = ""
+    # Distribution signs upload state with it; Portside keeps upload sessions in the shared metadata store,
+    # so instances need no shared secret. Accepted so existing configurations load unchanged.
+    secret: str = ""
+    relativeurls: bool = False
+    draintimeout: Duration = 0.0
+    headers: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("host")
+    @classmethod
+    def _host_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+(/.*)?$", value):
+            raise ValueError("http.host must be an absolute URL such as https://registry.example.com:5000")
+        return value.rstrip("/")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if value and not re.match(r"^[A-Za-z0-9._~/-]+$", value):
+            raise ValueError("http.prefix may only contain URL path characters")
+        return f"/{value}" if value else ""
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _header_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+
+class UrlRules(Strict):
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return value
+
+
+class PlatformEntry(Strict):
+    architecture: str
+    os: str
+
+
+class IndexRules(Strict):
+    platforms: Literal["all", "none", "list"] = "all"
+    platformlist: list[PlatformEntry] = Field(default_factory=list)
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class ManifestRules(Strict):
+    urls: UrlRules = UrlRules()
+    indexes: IndexRules = IndexRules()
+
+
+class Validation(Strict):
+    disabled: bool = False
+    enabled: bool | None = None  # distribution's older spelling of the same switch
+    manifests: ManifestRules = ManifestRules()
+
+    @property
+    def active(self) -> bool:
+        return not self.disabled if self.enabled is None else self.enabled and not self.disabled
+
+
+class Catalog(Strict):
+    maxentries: int = Field(default=1000, ge=1)
+
+
+class Database(Strict):
+    """Portside's metadata store. Without a dsn: SQLite next to the filesystem driver's data."""
+
+    dsn: str = ""
+    busytimeout: Duration = 30.0
+
+
+class Config(Strict):
+    version: str = "0.1"
+    log: Log = Log()
+    storage: Storage = Storage.model_validate({})
+    http: Http = Http()
+    validation: Validation = Validation()
+    catalog: Catalog = Catalog()
+    database: Database = Database()
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> str:
+        return str(value)
+
+    def database_dsn(self) -> str:
+        if self.database.dsn:
+            return self.database.dsn
+        if self.storage.driver == "inmemory":
+            return "sqlite://"
+        root = (
+            self.storage.parameters.get("rootdirectory", "./data") if self.storage.driver == "filesystem" else "./data"
+        )
+        return f"sqlite:///{os.path.abspath(os.path.join(root, 'portside.db'))}"
+
+    def listen(self) -> tuple[str, int]:
+        """(host, port) of `http.addr`; an empty host listens on every interface."""
+        host, _, port = self.http.addr.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @field_validator("http")
+    @classmethod
+    def _addr(cls, value: Http) -> Http:
+        if value.net == "tcp":
+            _, sep, port = value.addr.rpartition(":")
+            if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError(f"http.addr must be host:port or :port, got {value.addr!r}")
+        return value

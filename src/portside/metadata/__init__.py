@@ -1,0 +1,1 @@
+"""The metadata store: schema, migrations and the queries Portside runs (SQLite by default)."""

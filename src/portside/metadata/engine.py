@@ -1,0 +1,90 @@
+"""Database engines for the metadata store, and schema migrations.
+
+SQLite runs in WAL mode with foreign keys on. Its driver's own transaction handling is switched off so that
+Portside decides how a transaction begins: `BEGIN IMMEDIATE` for writes (take the write lock first, so two
+writers queue on the busy timeout instead of failing on a lock upgrade), a plain `BEGIN` for reads.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+WRITE_OPTION = "portside_write"
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def async_url(dsn: str) -> str:
+    url = make_url(dsn)
+    driver = _ASYNC_DRIVERS.get(url.drivername)
+    if driver is None and url.drivername not in _ASYNC_DRIVERS.values():
+        raise ValueError(f"unsupported database {url.drivername!r}: use sqlite:///PATH or postgresql://...")
+    return url.set(drivername=driver or url.drivername).render_as_string(hide_password=False)
+
+
+def create_engine(dsn: str, busy_timeout_ms: int = 30000, **engine_args: Any) -> AsyncEngine:
+    url = make_url(async_url(dsn))
+    if not url.drivername.startswith("sqlite"):
+        return create_async_engine(url, pool_pre_ping=True, **engine_args)
+
+    memory = url.database in (None, "", ":memory:")
+    if memory:
+        engine = create_async_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        Path(os.path.dirname(os.path.abspath(str(url.database)))).mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, **engine_args)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _alembic_config(connection: Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema up to `revision`; safe to run from several processes (the write lock serialises)."""
+
+    def upgrade(connection: Connection) -> None:
+        command.upgrade(_alembic_config(connection), revision)
+
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{WRITE_OPTION: True})
+        await conn.run_sync(upgrade)
+        await conn.commit()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)

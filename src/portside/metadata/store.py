@@ -1,0 +1,435 @@
+"""The metadata store: every SQL statement Portside runs, behind typed async methods.
+
+The store is the source of truth for what exists. Bytes are written to storage first and recorded here
+afterwards, in one transaction per change, so a crash leaves at worst unreferenced bytes, never a record of
+bytes that are missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from portside.metadata.engine import WRITE_OPTION
+from portside.metadata.tables import (
+    blobs,
+    manifest_references,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+    uploads,
+)
+
+BLOB_REF = "blob"
+MANIFEST_REF = "manifest"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    digest: str
+    media_type: str
+    size: int
+    payload: bytes
+    artifact_type: str | None
+    subject_digest: str | None
+    annotations: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class NewManifest:
+    """A validated manifest ready to be recorded, with what it references."""
+
+    digest: str
+    media_type: str
+    payload: bytes
+    artifact_type: str | None = None
+    subject_digest: str | None = None
+    annotations: dict[str, str] | None = None
+    blob_refs: Sequence[str] = field(default_factory=tuple)
+    manifest_refs: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    id: str
+    repository: str
+    started_at: datetime
+    updated_at: datetime
+
+
+_MANIFEST_COLUMNS = (
+    manifests.c.digest,
+    manifests.c.media_type,
+    manifests.c.size,
+    manifests.c.payload,
+    manifests.c.artifact_type,
+    manifests.c.subject_digest,
+    manifests.c.annotations,
+)
+
+
+def _manifest(row: Row[Any]) -> ManifestRecord:
+    return ManifestRecord(
+        digest=row.digest,
+        media_type=row.media_type,
+        size=row.size,
+        payload=bytes(row.payload),
+        artifact_type=row.artifact_type,
+        subject_digest=row.subject_digest,
+        annotations=json.loads(row.annotations) if row.annotations else None,
+    )
+
+
+class _MissingReferences(Exception):
+    """Rolls the manifest transaction back when references are missing."""
+
+    def __init__(self, digests: list[str]) -> None:
+        super().__init__(digests)
+        self.digests = digests
+
+
+def _repo_id(name: str) -> Any:
+    return select(repositories.c.id).where(repositories.c.name == name).scalar_subquery()
+
+
+class MetadataStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    async def _read_all(self, statement: Any) -> Sequence[Row[Any]]:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(statement)).all()
+
+    async def _read_one(self, statement: Any) -> Row[Any] | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(statement)).first()
+
+    async def _ensure_repository(self, conn: AsyncConnection, name: str, now: datetime) -> int:
+        stmt = (
+            self._insert(repositories)
+            .values(name=name, created_at=now)
+            .on_conflict_do_update(index_elements=[repositories.c.name], set_={"name": name})
+            .returning(repositories.c.id)
+        )
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def ping(self) -> None:
+        await self._read_one(select(1))
+
+    # ------------------------------------------------------------------ repositories
+
+    async def repository_exists(self, name: str) -> bool:
+        return await self._read_one(select(repositories.c.id).where(repositories.c.name == name)) is not None
+
+    async def catalog(self, last: str | None, limit: int) -> list[str]:
+        stmt = select(repositories.c.name).order_by(repositories.c.name).limit(limit)
+        if last is not None:
+            stmt = stmt.where(repositories.c.name > last)
+        return [row.name for row in await self._read_all(stmt)]
+
+    # ------------------------------------------------------------------ blobs
+
+    async def blob_in_repository(self, name: str, digest: str) -> BlobRecord | None:
+        stmt = (
+            select(blobs.c.digest, blobs.c.size)
+            .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(repositories.c.name == name, blobs.c.digest == digest)
+        )
+        row = await self._read_one(stmt)
+        return None if row is None else BlobRecord(row.digest, row.size)
+
+    async def blob(self, digest: str) -> BlobRecord | None:
+        row = await self._read_one(select(blobs.c.digest, blobs.c.size).where(blobs.c.digest == digest))
+        return None if row is None else BlobRecord(row.digest, row.size)
+
+    async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
+        stmt = (
+            select(repositories.c.name)
+            .join(repository_blobs, repository_blobs.c.repository_id == repositories.c.id)
+            .where(repository_blobs.c.digest == digest)
+            .order_by(repositories.c.name)
+            .limit(limit)
+        )
+        return [row.name for row in await self._read_all(stmt)]
+
+    async def _link_blob(self, conn: AsyncConnection, name: str, digest: str, size: int) -> None:
+        now = utcnow()
+        repository_id = await self._ensure_repository(conn, name, now)
+        await conn.execute(
+            self._insert(blobs).values(digest=digest, size=size, created_at=now).on_conflict_do_nothing()
+        )
+        await conn.execute(
+            self._insert(repository_blobs)
+            .values(repository_id=repository_id, digest=digest, created_at=now)
+            .on_conflict_do_nothing()
+        )
+
+    async def link_blob(self, name: str, digest: str, size: int) -> None:
+        """Record that the blob's bytes are stored and that `name` may use them."""
+        async with self._write() as conn:
+            await self._link_blob(conn, name, digest, size)
+
+    async def unlink_blob(self, name: str, digest: str) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(repository_blobs).where(
+                    repository_blobs.c.repository_id == _repo_id(name), repository_blobs.c.digest == digest
+                )
+            )
+            return bool(result.rowcount)
+
+    # ------------------------------------------------------------------ manifests and tags
+
+    async def manifest(self, name: str, digest: str) -> ManifestRecord | None:
+        stmt = select(*_MANIFEST_COLUMNS).where(
+            manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest
+        )
+        row = await self._read_one(stmt)
+        return None if row is None else _manifest(row)
+
+    async def manifest_by_tag(self, name: str, tag: str) -> ManifestRecord | None:
+        stmt = (
+            select(*_MANIFEST_COLUMNS)
+            .join(tags, tags.c.manifest_id == manifests.c.id)
+            .where(tags.c.repository_id == _repo_id(name), tags.c.name == tag)
+        )
+        row = await self._read_one(stmt)
+        return None if row is None else _manifest(row)
+
+    async def _missing(
+        self,
+        conn: AsyncConnection,
+        repository_id: int,
+        blob_refs: Iterable[str],
+        manifest_refs: Iterable[str],
+    ) -> list[str]:
+        wanted_blobs, wanted_manifests = set(blob_refs), set(manifest_refs)
+        found: set[str] = set()
+        if wanted_blobs:
+            rows = await conn.execute(
+                select(repository_blobs.c.digest).where(
+                    repository_blobs.c.repository_id == repository_id,
+                    repository_blobs.c.digest.in_(wanted_blobs),
+                )
+            )
+            found.update(row.digest for row in rows)
+        if wanted_manifests:
+            rows = await conn.execute(
+                select(manifests.c.digest).where(
+                    manifests.c.repository_id == repository_id, manifests.c.digest.in_(wanted_manifests)
+                )
+            )
+            found.update(row.digest for row in rows)
+        ordered = [*dict.fromkeys([*blob_refs, *manifest_refs])]
+        return [digest for digest in ordered if digest not in found]
+
+    async def put_manifest(self, name: str, new: NewManifest, tag: str | None = None) -> list[str]:
+        """Record the manifest (and move `tag` to it) unless references are missing; returns those missing."""
+        now = utcnow()
+        try:
+            async with self._write() as conn:
+                await self._put_manifest(conn, name, new, tag, now)
+        except _MissingReferences as exc:
+            return exc.digests
+        return []
+
+    async def _put_manifest(
+        self, conn: AsyncConnection, name: str, new: NewManifest, tag: str | None, now: datetime
+    ) -> None:
+        repository_id = await self._ensure_repository(conn, name, now)
+        missing = await self._missing(conn, repository_id, new.blob_refs, new.manifest_refs)
+        if missing:
+            raise _MissingReferences(missing)
+        inserted = await conn.execute(
+            self._insert(manifests)
+            .values(
+                repository_id=repository_id,
+                digest=new.digest,
+                media_type=new.media_type,
+                size=len(new.payload),
+                payload=new.payload,
+                artifact_type=new.artifact_type,
+                subject_digest=new.subject_digest,
+                annotations=json.dumps(new.annotations) if new.annotations else None,
+                created_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(manifests.c.id)
+        )
+        manifest_id = inserted.scalar()
+        if manifest_id is None:
+            manifest_id = (
+                await conn.execute(
+                    select(manifests.c.id).where(
+                        manifests.c.repository_id == repository_id, manifests.c.digest == new.digest
+                    )
+                )
+            ).scalar_one()
+        else:
+            refs = [{"manifest_id": manifest_id, "digest": d, "kind": BLOB_REF} for d in set(new.blob_refs)]
+            refs += [{"manifest_id": manifest_id, "digest": d, "kind": MANIFEST_REF} for d in set(new.manifest_refs)]
+            if refs:
+                await conn.execute(self._insert(manifest_references).on_conflict_do_nothing(), refs)
+        if tag is not None:
+            await self._upsert_tag(conn, repository_id, tag, manifest_id, now)
+
+    async def _upsert_tag(
+        self, conn: AsyncConnection, repository_id: int, tag: str, manifest_id: int, now: datetime
+    ) -> None:
+        await conn.execute(
+            self._insert(tags)
+            .values(repository_id=repository_id, name=tag, manifest_id=manifest_id, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=[tags.c.repository_id, tags.c.name],
+                set_={"manifest_id": manifest_id, "updated_at": now},
+            )
+        )
+
+    async def delete_manifest(self, name: str, digest: str) -> bool:
+        """Delete the manifest, its references and every tag on it."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(manifests).where(manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest)
+            )
+            return bool(result.rowcount)
+
+    async def set_tag(self, name: str, tag: str, digest: str) -> bool:
+        """Point `tag` at an existing manifest; False when the repository has no such manifest."""
+        now = utcnow()
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    select(manifests.c.id, manifests.c.repository_id).where(
+                        manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest
+                    )
+                )
+            ).first()
+            if row is None:
+                return False
+            await self._upsert_tag(conn, row.repository_id, tag, row.id, now)
+            return True
+
+    async def delete_tag(self, name: str, tag: str) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(delete(tags).where(tags.c.repository_id == _repo_id(name), tags.c.name == tag))
+            return bool(result.rowcount)
+
+    async def tags(self, name: str, last: str | None, limit: int | None) -> list[str]:
+        stmt = select(tags.c.name).where(tags.c.repository_id == _repo_id(name)).order_by(tags.c.name)
+        if last is not None:
+            stmt = stmt.where(tags.c.name > last)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [row.name for row in await self._read_all(stmt)]
+
+    async def tags_of(self, name: str, digest: str) -> list[str]:
+        stmt = (
+            select(tags.c.name)
+            .join(manifests, manifests.c.id == tags.c.manifest_id)
+            .where(manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest)
+            .order_by(tags.c.name)
+        )
+        return [row.name for row in await self._read_all(stmt)]
+
+    async def referrers(self, name: str, subject: str, artifact_type: str | None = None) -> list[ManifestRecord]:
+        stmt = (
+            select(*_MANIFEST_COLUMNS)
+            .where(manifests.c.repository_id == _repo_id(name), manifests.c.subject_digest == subject)
+            .order_by(manifests.c.created_at, manifests.c.digest)
+        )
+        if artifact_type is not None:
+            stmt = stmt.where(manifests.c.artifact_type == artifact_type)
+        return [_manifest(row) for row in await self._read_all(stmt)]
+
+    # ------------------------------------------------------------------ uploads
+
+    async def create_upload(self, upload_id: str, repository: str) -> UploadRecord:
+        now = utcnow()
+        async with self._write() as conn:
+            await conn.execute(
+                uploads.insert().values(id=upload_id, repository=repository, started_at=now, updated_at=now)
+            )
+        return UploadRecord(upload_id, repository, now, now)
+
+    async def upload(self, upload_id: str) -> UploadRecord | None:
+        row = await self._read_one(select(uploads).where(uploads.c.id == upload_id))
+        return None if row is None else UploadRecord(row.id, row.repository, row.started_at, row.updated_at)
+
+    async def touch_upload(self, upload_id: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow()))
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            return bool(result.rowcount)
+
+    async def finish_upload(self, upload_id: str, name: str, digest: str, size: int) -> None:
+        """Link the committed blob into the repository and end the session, atomically."""
+        async with self._write() as conn:
+            await self._link_blob(conn, name, digest, size)
+            await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+
+    async def stale_uploads(self, updated_before: datetime, limit: int = 1000) -> list[UploadRecord]:
+        stmt = select(uploads).where(uploads.c.updated_at < updated_before).order_by(uploads.c.updated_at).limit(limit)
+        return [
+            UploadRecord(row.id, row.repository, row.started_at, row.updated_at) for row in await self._read_all(stmt)
+        ]
+
+    async def counts(self) -> dict[str, int]:
+        """Row counts per table, for tooling and tests."""
+        out: dict[str, int] = {}
+        async with self.engine.connect() as conn:
+            for table in (
+                repositories,
+                blobs,
+                repository_blobs,
+                manifests,
+                manifest_references,
+                tags,
+                uploads,
+            ):
+                out[table.name] = int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+        return out
+
+
+__all__ = [
+    "BLOB_REF",
+    "MANIFEST_REF",
+    "BlobRecord",
+    "ManifestRecord",
+    "MetadataStore",
+    "NewManifest",
+    "UploadRecord",
+]

@@ -1,0 +1,130 @@
+"""The metadata schema as SQLAlchemy Core tables; migrations in `migrations/versions` create exactly this.
+
+Names and tags sort by byte value on every backend (PostgreSQL gets the "C" collation) so catalog and tag
+pages come out in the order the specs ask for.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC on every backend, returned timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# An auto-incrementing 64-bit key: SQLite only auto-increments an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def sortable(length: int) -> String:
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+DIGEST_LENGTH = 200
+
+repositories = Table(
+    "repositories",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", sortable(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("name", name="uq_repositories_name"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(DIGEST_LENGTH), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+repository_blobs = Table(
+    "repository_blobs",
+    metadata,
+    Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(DIGEST_LENGTH), ForeignKey("blobs.digest"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("repository_id", "digest"),
+    Index("ix_repository_blobs_digest", "digest"),
+)
+
+manifests = Table(
+    "manifests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(DIGEST_LENGTH), nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("artifact_type", String(255), nullable=True),
+    Column("subject_digest", String(DIGEST_LENGTH), nullable=True),
+    Column("annotations", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
+    Index("ix_manifests_subject", "repository_id", "subject_digest"),
+)
+
+manifest_references = Table(
+    "manifest_references",
+    metadata,
+    Column("manifest_id", Id, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(DIGEST_LENGTH), nullable=False),
+    # "blob" for config and layers, "manifest" for the children of an index.
+    Column("kind", String(16), nullable=False),
+    PrimaryKeyConstraint("manifest_id", "digest", "kind"),
+    Index("ix_manifest_references_digest", "digest"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("name", sortable(128), nullable=False),
+    Column("manifest_id", Id, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("repository_id", "name"),
+    Index("ix_tags_manifest", "manifest_id"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("repository", String(255), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_uploads_updated_at", "updated_at"),
+)

@@ -1,0 +1,143 @@
+"""A repository's blobs: what is linked into it, how to read them, and how new ones arrive."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from portside.digest import CANONICAL, Digest
+from portside.manifest.descriptor import Descriptor
+from portside.metadata.store import MetadataStore, utcnow
+from portside.registry.errors import BlobUnknown, BlobUploadUnknown, NameUnknown, Unsupported
+from portside.registry.options import RegistryOptions
+from portside.registry.uploads import BLOB_MEDIA_TYPE, BlobWriter, HashStateCache
+from portside.storage import paths
+from portside.storage.driver import FileReader, StorageDriver
+
+
+@dataclass(frozen=True)
+class BlobContent:
+    """Where a blob's bytes can be had: a local file (sendfile), a redirect URL, or a driver reader."""
+
+    descriptor: Descriptor
+    path: str
+    local_path: str | None
+    redirect_url: str | None
+    driver: StorageDriver
+
+    async def reader(self, offset: int = 0) -> FileReader:
+        return await self.driver.reader(self.path, offset)
+
+
+def _upload_id_valid(upload_id: str) -> bool:
+    try:
+        return str(uuid.UUID(upload_id)) == upload_id
+    except ValueError:
+        return False
+
+
+class BlobStore:
+    def __init__(
+        self,
+        repository: str,
+        driver: StorageDriver,
+        store: MetadataStore,
+        options: RegistryOptions,
+        hash_states: HashStateCache,
+    ) -> None:
+        self.repository = repository
+        self._driver = driver
+        self._store = store
+        self._options = options
+        self._hash_states = hash_states
+
+    async def _unknown(self, digest: Digest) -> Exception:
+        if not await self._store.repository_exists(self.repository):
+            return NameUnknown(f"repository {self.repository} is not known", {"name": self.repository})
+        return BlobUnknown(f"blob {digest} is not in {self.repository}", {"digest": digest})
+
+    async def stat(self, digest: Digest) -> Descriptor:
+        record = await self._store.blob_in_repository(self.repository, digest)
+        if record is None:
+            raise await self._unknown(digest)
+        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
+
+    async def open(self, digest: Digest, method: str = "GET") -> BlobContent:
+        descriptor = await self.stat(digest)
+        path = paths.blob_data(digest)
+        return BlobContent(
+            descriptor=descriptor,
+            path=path,
+            local_path=self._driver.local_path(path),
+            redirect_url=await self._driver.redirect_url(path, method),
+            driver=self._driver,
+        )
+
+    async def get(self, digest: Digest) -> bytes:
+        """A whole (small) blob."""
+        await self.stat(digest)
+        return await self._driver.get_content(paths.blob_data(digest))
+
+    async def put(self, content: bytes, algorithm: str = CANONICAL) -> Descriptor:
+        """Store a small blob in one call."""
+        digest = Digest.of(content, algorithm)
+        if await self._store.blob(digest) is None:
+            await self._driver.put_content(paths.blob_data(digest), content)
+        await self._store.link_blob(self.repository, digest, len(content))
+        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=len(content))
+
+    async def delete(self, digest: Digest) -> None:
+        """Unlink the blob from this repository; its bytes stay for other repositories and garbage collection."""
+        if not self._options.delete_enabled:
+            raise Unsupported("blob deletion is disabled (storage.delete.enabled)")
+        if not await self._store.unlink_blob(self.repository, digest):
+            raise await self._unknown(digest)
+
+    async def mount(self, digest: Digest, source: str | None) -> Descriptor | None:
+        """Link a blob another repository holds (any repository when `source` is None); None if none does."""
+        if source is not None:
+            record = await self._store.blob_in_repository(source, digest)
+        else:
+            record = await self._store.blob(digest)
+            if record is not None and not await self._store.repositories_with_blob(digest, limit=1):
+                record = None
+        if record is None:
+            return None
+        await self._store.link_blob(self.repository, digest, record.size)
+        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
+
+    def _writer(self, upload_id: str, started_at: datetime, persisted: bool) -> BlobWriter:
+        return BlobWriter(
+            repository=self.repository,
+            upload_id=upload_id,
+            started_at=started_at,
+            driver=self._driver,
+            store=self._store,
+            cache=self._hash_states,
+            persisted=persisted,
+            block_size=self._options.upload_block_size,
+        )
+
+    async def create(self, persist: bool = True, algorithms: Iterable[str] = (CANONICAL,)) -> BlobWriter:
+        """Start an upload. `persist=False` is for a single-request upload that needs no resumable session."""
+        upload_id = str(uuid.uuid4())
+        started_at = utcnow()
+        if persist:
+            started_at = (await self._store.create_upload(upload_id, self.repository)).started_at
+        writer = self._writer(upload_id, started_at, persist)
+        if not persist:
+            await writer.open(algorithms)
+        return writer
+
+    async def resume(self, upload_id: str) -> BlobWriter:
+        """The upload session `upload_id` of this repository; `open` it to append or commit."""
+        record = await self._store.upload(upload_id) if _upload_id_valid(upload_id) else None
+        if record is None or record.repository != self.repository:
+            raise BlobUploadUnknown(f"upload {upload_id[:64]} is not known", {"uuid": upload_id[:64]})
+        return self._writer(record.id, record.started_at, persisted=True)
+
+    async def touch(self, upload_id: str) -> None:
+        """Mark a session as active so upload purging leaves it alone."""
+        await self._store.touch_upload(upload_id)

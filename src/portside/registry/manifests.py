@@ -1,0 +1,144 @@
+"""A repository's manifests: validated on the way in, stored byte for byte, served as pushed."""
+
+from __future__ import annotations
+
+from portside.digest import CANONICAL, Digest, DigestError, is_digest_like
+from portside.manifest import mediatypes as mt
+from portside.manifest.descriptor import Descriptor
+from portside.manifest.schema import Manifest, ManifestError, SchemaRegistry
+from portside.metadata.store import ManifestRecord, MetadataStore, NewManifest
+from portside.reference import ReferenceError, validate_tag
+from portside.registry.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestTooLarge,
+    ManifestUnknown,
+    NameUnknown,
+    TagInvalid,
+    Unsupported,
+)
+from portside.registry.options import RegistryOptions
+
+
+def parse_manifest_reference(reference: str) -> tuple[str | None, Digest | None]:
+    """A `/manifests/<reference>` is a digest when it has a colon, a tag otherwise: (tag, digest)."""
+    if is_digest_like(reference):
+        try:
+            return None, Digest.parse(reference)
+        except DigestError as exc:
+            raise DigestInvalid(str(exc)) from None
+    try:
+        return validate_tag(reference), None
+    except ReferenceError as exc:
+        raise TagInvalid(str(exc), {"tag": reference[:200]}) from None
+
+
+class ManifestService:
+    def __init__(
+        self, repository: str, store: MetadataStore, schemas: SchemaRegistry, options: RegistryOptions
+    ) -> None:
+        self.repository = repository
+        self._store = store
+        self._schemas = schemas
+        self._options = options
+
+    async def _unknown(self, reference: str) -> Exception:
+        if not await self._store.repository_exists(self.repository):
+            return NameUnknown(f"repository {self.repository} is not known", {"name": self.repository})
+        return ManifestUnknown(f"manifest {reference} is not in {self.repository}", {"reference": reference})
+
+    async def get(self, digest: Digest) -> ManifestRecord:
+        record = await self._store.manifest(self.repository, digest)
+        if record is None:
+            raise await self._unknown(digest)
+        return record
+
+    async def get_by_tag(self, tag: str) -> ManifestRecord:
+        record = await self._store.manifest_by_tag(self.repository, tag)
+        if record is None:
+            raise await self._unknown(tag)
+        return record
+
+    async def exists(self, digest: Digest) -> bool:
+        return await self._store.manifest(self.repository, digest) is not None
+
+    def parse(self, payload: bytes, content_type: str | None, algorithm: str = CANONICAL) -> Manifest:
+        if len(payload) > self._options.max_manifest_size:
+            raise ManifestTooLarge(f"manifest is larger than {self._options.max_manifest_size} bytes")
+        try:
+            return self._schemas.parse(payload, content_type, algorithm)
+        except ManifestError as exc:
+            raise ManifestInvalid(str(exc)) from None
+
+    def _check_urls(self, layer: Descriptor) -> None:
+        for url in layer.urls:
+            allowed = any(p.search(url) for p in self._options.url_allow)
+            denied = any(p.search(url) for p in self._options.url_deny)
+            if not allowed or denied:
+                raise ManifestInvalid(f"layer {layer.digest} has a URL that is not allowed: {url[:200]}")
+
+    def _wants_child(self, child: Descriptor) -> bool:
+        mode = self._options.index_platforms
+        if mode == "all":
+            return True
+        if mode == "none" or child.platform is None:
+            return False
+        return any(
+            child.platform.architecture == p.architecture and child.platform.os == p.os
+            for p in self._options.index_platform_list
+        )
+
+    def references(self, manifest: Manifest) -> tuple[list[str], list[str]]:
+        """The blobs and manifests that must already be in the repository for `manifest` to be accepted."""
+        if not self._options.validation_enabled:
+            return [], []
+        blobs: list[str] = []
+        children: list[str] = []
+        if manifest.config is not None:
+            blobs.append(manifest.config.digest)
+        for layer in manifest.layers:
+            if layer.urls:
+                self._check_urls(layer)
+            elif layer.media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+                raise ManifestInvalid(f"foreign layer {layer.digest} has no urls")
+            else:
+                blobs.append(layer.digest)
+        for child in manifest.manifests:
+            if not self._wants_child(child):
+                continue
+            if child.media_type in self._schemas.media_types or child.media_type in mt.SCHEMA1:
+                children.append(child.digest)
+            else:
+                blobs.append(child.digest)
+        return blobs, children
+
+    async def put(
+        self, payload: bytes, content_type: str | None, tag: str | None = None, digest: Digest | None = None
+    ) -> Manifest:
+        """Validate and store a manifest, and point `tag` at it; `digest` (a by-digest push) must match."""
+        manifest = self.parse(payload, content_type, digest.algorithm if digest is not None else CANONICAL)
+        if digest is not None and manifest.digest != digest:
+            raise DigestInvalid(f"manifest digest {manifest.digest} does not match {digest}", {"digest": digest})
+        blob_refs, manifest_refs = self.references(manifest)
+        new = NewManifest(
+            digest=manifest.digest,
+            media_type=manifest.media_type,
+            payload=payload,
+            artifact_type=manifest.referrer_artifact_type,
+            subject_digest=manifest.subject.digest if manifest.subject is not None else None,
+            annotations=manifest.annotations,
+            blob_refs=blob_refs,
+            manifest_refs=manifest_refs,
+        )
+        missing = await self._store.put_manifest(self.repository, new, tag)
+        if missing:
+            raise ManifestBlobUnknown(missing)
+        return manifest
+
+    async def delete(self, digest: Digest) -> None:
+        """Delete the manifest and every tag that points at it."""
+        if not self._options.delete_enabled:
+            raise Unsupported("manifest deletion is disabled (storage.delete.enabled)")
+        if not await self._store.delete_manifest(self.repository, digest):
+            raise await self._unknown(digest)

@@ -1,0 +1,53 @@
+"""The namespace: the whole registry, from which repositories are looked up and listed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from portside.manifest.schema import SchemaRegistry, default_registry
+from portside.metadata.store import MetadataStore
+from portside.reference import ReferenceError, validate_repository_name
+from portside.registry.errors import NameInvalid
+from portside.registry.options import Page, RegistryOptions
+from portside.registry.repository import Repository
+from portside.registry.uploads import HashStateCache, purge_uploads
+from portside.storage.driver import StorageDriver
+
+
+class Namespace:
+    def __init__(
+        self,
+        driver: StorageDriver,
+        store: MetadataStore,
+        options: RegistryOptions | None = None,
+        schemas: SchemaRegistry | None = None,
+    ) -> None:
+        self.driver = driver
+        self.store = store
+        self.options = options or RegistryOptions()
+        self.schemas = schemas or default_registry()
+        self.hash_states = HashStateCache()
+
+    def repository(self, name: str) -> Repository:
+        """The repository called `name` (which need not exist yet); NameInvalid if the name breaks the grammar."""
+        try:
+            validate_repository_name(name)
+        except ReferenceError as exc:
+            raise NameInvalid(str(exc), {"name": name[:300]}) from None
+        return Repository(name, self.driver, self.store, self.schemas, self.options, self.hash_states)
+
+    async def catalog(self, last: str | None = None, limit: int | None = None) -> Page:
+        """Repository names in byte order after `last`: at most `limit`, never more than catalog.maxentries."""
+        cap = self.options.catalog_max_entries
+        limit = cap if limit is None else min(limit, cap)
+        if limit == 0:
+            return Page([], False)
+        names = await self.store.catalog(last, limit + 1)
+        return Page(names[:limit], len(names) > limit)
+
+    async def purge_uploads(self, age: timedelta, dry_run: bool = False) -> list[str]:
+        return await purge_uploads(self.driver, self.store, age, dry_run)
+
+    async def close(self) -> None:
+        await self.driver.close()
+        await self.store.close()

@@ -1,0 +1,61 @@
+"""A repository's tags: names pointing at manifests."""
+
+from __future__ import annotations
+
+from portside.digest import Digest
+from portside.manifest.descriptor import Descriptor
+from portside.metadata.store import MetadataStore
+from portside.reference import ReferenceError, validate_tag
+from portside.registry.errors import ManifestUnknown, NameUnknown, TagInvalid, Unsupported
+from portside.registry.options import Page, RegistryOptions
+
+
+class TagService:
+    def __init__(self, repository: str, store: MetadataStore, options: RegistryOptions) -> None:
+        self.repository = repository
+        self._store = store
+        self._options = options
+
+    async def _require_repository(self) -> None:
+        if not await self._store.repository_exists(self.repository):
+            raise NameUnknown(f"repository {self.repository} is not known", {"name": self.repository})
+
+    async def get(self, tag: str) -> Descriptor:
+        record = await self._store.manifest_by_tag(self.repository, tag)
+        if record is None:
+            await self._require_repository()
+            raise ManifestUnknown(f"tag {tag} is not in {self.repository}", {"tag": tag})
+        return Descriptor(media_type=record.media_type, digest=Digest(record.digest), size=record.size)
+
+    async def tag(self, tag: str, digest: Digest) -> None:
+        """Point `tag` at a manifest already in the repository."""
+        try:
+            validate_tag(tag)
+        except ReferenceError as exc:
+            raise TagInvalid(str(exc)) from None
+        if not await self._store.set_tag(self.repository, tag, digest):
+            await self._require_repository()
+            raise ManifestUnknown(f"manifest {digest} is not in {self.repository}", {"digest": digest})
+
+    async def untag(self, tag: str) -> None:
+        if not self._options.delete_enabled:
+            raise Unsupported("tag deletion is disabled (storage.delete.enabled)")
+        if not await self._store.delete_tag(self.repository, tag):
+            await self._require_repository()
+            raise ManifestUnknown(f"tag {tag} is not in {self.repository}", {"tag": tag})
+
+    async def page(self, last: str | None = None, limit: int | None = None) -> Page:
+        """Tags in byte order after `last`, at most `limit`; NameUnknown for a repository that does not exist."""
+        names = await self._store.tags(self.repository, last, None if limit is None else limit + 1)
+        if not names:
+            await self._require_repository()
+        if limit is not None and len(names) > limit:
+            return Page(names[:limit], True)
+        return Page(names, False)
+
+    async def all(self) -> list[str]:
+        return (await self.page()).items
+
+    async def lookup(self, digest: Digest) -> list[str]:
+        """Every tag that points at `digest`."""
+        return await self._store.tags_of(self.repository, digest)

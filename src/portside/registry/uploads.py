@@ -1,0 +1,259 @@
+"""Blob uploads: a `BlobWriter` streams bytes into storage while hashing them, and commits against a digest.
+
+Bytes are hashed as they arrive, in blocks, on worker threads (hashlib releases the GIL) while the event loop
+keeps receiving; the hash and the storage write of a block run side by side and blocks stay in order.
+The hash state lives in the process that received the bytes. Upload sessions are recorded in the metadata
+store, so a session begun in one worker process continues in any other: when a process meets a session whose
+hash state it does not hold (or holds for a different length), it re-reads the stored bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from portside.digest import CANONICAL, Digest, new_hasher
+from portside.manifest.descriptor import Descriptor
+from portside.metadata.store import MetadataStore, UploadRecord, utcnow
+from portside.registry.errors import DigestInvalid, SizeInvalid
+from portside.storage import paths
+from portside.storage.driver import FileWriter, PathNotFound, StorageDriver
+
+log = logging.getLogger(__name__)
+
+BLOB_MEDIA_TYPE = "application/octet-stream"
+
+
+@dataclass
+class HashState:
+    offset: int
+    hashers: dict[str, Any] = field(default_factory=dict)
+
+
+class HashStateCache:
+    """Per-process hash states of uploads in progress, least recently used dropped first."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._states: OrderedDict[str, HashState] = OrderedDict()
+
+    def take(self, upload_id: str) -> HashState | None:
+        return self._states.pop(upload_id, None)
+
+    def put(self, upload_id: str, state: HashState) -> None:
+        self._states[upload_id] = state
+        self._states.move_to_end(upload_id)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+
+    def drop(self, upload_id: str) -> None:
+        self._states.pop(upload_id, None)
+
+
+def _update(hashers: Iterable[Any], data: bytes | bytearray | memoryview) -> None:
+    for hasher in hashers:
+        hasher.update(data)
+
+
+class BlobWriter:
+    """One upload session's bytes. Use `BlobStore.create`/`resume` to get one; always `close` it."""
+
+    def __init__(
+        self,
+        *,
+        repository: str,
+        upload_id: str,
+        started_at: datetime,
+        driver: StorageDriver,
+        store: MetadataStore,
+        cache: HashStateCache,
+        persisted: bool,
+        block_size: int,
+    ) -> None:
+        self.repository = repository
+        self.id = upload_id
+        self.started_at = started_at
+        self._driver = driver
+        self._store = store
+        self._cache = cache
+        self._persisted = persisted
+        self._block_size = block_size
+        self._file: FileWriter | None = None
+        self._state = HashState(0)
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._file.size if self._file is not None else self._state.offset
+
+    @property
+    def data_path(self) -> str:
+        return paths.upload_data(self.id)
+
+    async def open(self, algorithms: Iterable[str] = (CANONICAL,)) -> None:
+        """Open the stored bytes for appending and bring the hash state up to their length."""
+        if self._file is None:
+            self._file = await self._driver.writer(self.data_path, append=True)
+            cached = self._cache.take(self.id)
+            if cached is not None and cached.offset == self._file.size:
+                self._state = cached
+        missing = [a for a in algorithms if a not in self._state.hashers]
+        if self._state.offset != self._file.size:
+            self._state = HashState(0)
+            missing = list(dict.fromkeys([*algorithms, CANONICAL]))
+        if self._file.size:
+            if missing:
+                await self._rehash(missing)
+        else:
+            for algorithm in missing:
+                self._state.hashers[algorithm] = new_hasher(algorithm)
+
+    async def stored_size(self) -> int:
+        """Bytes received so far, without opening the session for writing."""
+        if self._file is not None:
+            return self._file.size
+        try:
+            return (await self._driver.stat(self.data_path)).size
+        except PathNotFound:
+            return 0
+
+    async def _rehash(self, algorithms: Iterable[str]) -> None:
+        """Hash the stored bytes again (another process received them, or another algorithm is wanted)."""
+        assert self._file is not None
+        fresh = {algorithm: new_hasher(algorithm) for algorithm in algorithms}
+        remaining = self._file.size
+        async with await self._driver.reader(self.data_path) as reader:
+            while remaining:
+                block = await reader.read(min(self._block_size, remaining))
+                if not block:
+                    break
+                await asyncio.to_thread(_update, fresh.values(), block)
+                remaining -= len(block)
+        self._state.hashers.update(fresh)
+        self._state.offset = self._file.size
+
+    async def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append one block: hash it and store it at the same time."""
+        await self.open()
+        assert self._file is not None
+        if not data:
+            return 0
+        hashed = asyncio.to_thread(_update, list(self._state.hashers.values()), data)
+        _, written = await asyncio.gather(hashed, self._file.write(data))
+        self._state.offset += written
+        return written
+
+    async def write_stream(self, chunks: AsyncIterable[bytes]) -> int:
+        """Append everything from `chunks`, in blocks, receiving the next block while the last is written."""
+        total = 0
+        pending: asyncio.Future[int] | None = None
+        buffer = bytearray()
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                if len(buffer) >= self._block_size:
+                    if pending is not None:
+                        total += await pending
+                    pending = asyncio.ensure_future(self.write(buffer))
+                    buffer = bytearray()
+            if pending is not None:
+                total += await pending
+                pending = None
+            if buffer:
+                total += await self.write(buffer)
+        finally:
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    await pending
+        return total
+
+    def digest(self, algorithm: str) -> Digest:
+        return Digest(f"{algorithm}:{self._state.hashers[algorithm].hexdigest()}")
+
+    async def commit(self, expected: Digest, size: int | None = None) -> Descriptor:
+        """Verify the bytes against `expected`, move them to the blob's place and link it to the repository.
+
+        A mismatch cancels the upload: its bytes can never become that blob.
+        """
+        await self.open([expected.algorithm])
+        assert self._file is not None
+        actual_size = self._file.size
+        actual = self.digest(expected.algorithm)
+        if actual != expected or (size is not None and size != actual_size):
+            await self.cancel()
+            if actual != expected:
+                raise DigestInvalid(f"content digest {actual} does not match {expected}", {"digest": expected})
+            raise SizeInvalid(f"content length {actual_size} does not match {size}")
+        await self._file.commit()
+        if await self._store.blob(expected) is None:
+            await self._driver.move(self.data_path, paths.blob_data(expected))
+        if self._persisted:
+            await self._store.finish_upload(self.id, self.repository, expected, actual_size)
+        else:
+            await self._store.link_blob(self.repository, expected, actual_size)
+        self._done = True
+        self._cache.drop(self.id)
+        await self._remove_files()
+        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=expected, size=actual_size)
+
+    async def cancel(self) -> None:
+        """Drop the session and its bytes."""
+        self._done = True
+        self._cache.drop(self.id)
+        if self._file is not None:
+            await self._file.cancel()
+        if self._persisted:
+            await self._store.delete_upload(self.id)
+        await self._remove_files()
+
+    async def _remove_files(self) -> None:
+        with contextlib.suppress(PathNotFound):
+            await self._driver.delete(paths.upload_dir(self.id))
+
+    async def close(self) -> None:
+        """Release the file; the session stays resumable (unless it was committed or cancelled)."""
+        if self._file is not None:
+            await self._file.close()
+        if not self._done:
+            self._cache.put(self.id, self._state)
+
+
+async def purge_uploads(
+    driver: StorageDriver, store: MetadataStore, age: timedelta, dry_run: bool = False
+) -> list[str]:
+    """Remove upload sessions idle for longer than `age`, and upload bytes no session owns; returns their ids."""
+    cutoff = utcnow() - age
+    purged: list[str] = []
+    stale: list[UploadRecord] = await store.stale_uploads(cutoff)
+    for record in stale:
+        purged.append(record.id)
+        if not dry_run:
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(paths.upload_dir(record.id))
+            await store.delete_upload(record.id)
+    try:
+        directories = await driver.list(paths.UPLOADS)
+    except PathNotFound:
+        directories = []
+    for directory in directories:
+        upload_id = directory.rsplit("/", 1)[-1]
+        if upload_id in purged or await store.upload(upload_id) is not None:
+            continue
+        try:
+            info = await driver.stat(directory)
+        except PathNotFound:
+            continue
+        if info.modified < cutoff:
+            purged.append(upload_id)
+            if not dry_run:
+                with contextlib.suppress(PathNotFound):
+                    await driver.delete(directory)
+    if purged:
+        log.info("upload purge %s %d session(s)", "would remove" if dry_run else "removed", len(purged))
+    return purged

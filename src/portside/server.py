@@ -1,0 +1,85 @@
+"""The worker model: a gunicorn arbiter forks worker processes, each running the aiohttp app on its own
+asyncio event loop and sharing the listening socket. Blob bytes move with sendfile, so one loop per core is
+the cheapest way to use every core."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from aiohttp import web
+from gunicorn.app.base import BaseApplication
+
+from portside.api.app import create_app
+from portside.config import Config, ConfigError
+from portside.service import prepare_database
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def bind_address(config: Config) -> str:
+    if config.http.net == "unix":
+        return f"unix:{config.http.addr}"
+    host, port = config.listen()
+    return f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+
+
+class PortsideServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config, workers: int) -> None:
+        self.config_model = config
+        self.workers = workers
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings: dict[str, Any] = {
+            "bind": [bind_address(self.config_model)],
+            "workers": self.workers,
+            "worker_class": "aiohttp.GunicornWebWorker",
+            "graceful_timeout": self.config_model.http.draintimeout or 30,
+            "timeout": 120,
+            "keepalive": 75,
+            "accesslog": None,
+            "loglevel": {"warn": "warning"}.get(self.config_model.log.level, self.config_model.log.level),
+            "proc_name": "portside",
+            "control_socket_disable": True,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        config = self.config_model
+        migrate_in_worker = config.database_dsn() == "sqlite://"
+
+        async def make_runner() -> web.AppRunner:
+            app = create_app(config, migrate=migrate_in_worker)
+            access_log = None
+            if not config.log.accesslog.disabled:
+                import logging
+
+                access_log = logging.getLogger("portside.access")
+            return web.AppRunner(
+                app,
+                access_log=access_log,
+                access_log_format=ACCESS_LOG_FORMAT,
+                handle_signals=False,
+                keepalive_timeout=75,
+                shutdown_timeout=config.http.draintimeout or 30,
+            )
+
+        return make_runner
+
+
+def serve(config: Config, workers: int | None = None) -> None:
+    workers = workers or default_workers()
+    if config.storage.driver == "inmemory" and workers > 1:
+        raise ConfigError("the inmemory storage driver keeps blobs in one process: run it with --workers 1")
+    if config.storage.driver == "filesystem":
+        os.makedirs(config.storage.parameters["rootdirectory"], exist_ok=True)
+    if config.database_dsn() != "sqlite://":
+        asyncio.run(prepare_database(config))
+    PortsideServer(config, workers).run()

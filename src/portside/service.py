@@ -1,0 +1,48 @@
+"""Assembling the registry from configuration: storage driver, metadata store, options, namespace."""
+
+from __future__ import annotations
+
+import re
+
+from portside.config import Config
+from portside.manifest.descriptor import Platform
+from portside.metadata.engine import create_engine
+from portside.metadata.engine import migrate as run_migrations
+from portside.metadata.store import MetadataStore
+from portside.registry import Namespace, RegistryOptions
+from portside.storage import factory
+
+
+def registry_options(config: Config) -> RegistryOptions:
+    rules = config.validation.manifests
+    return RegistryOptions(
+        delete_enabled=config.storage.delete.enabled,
+        validation_enabled=config.validation.active,
+        url_allow=tuple(re.compile(p) for p in rules.urls.allow),
+        url_deny=tuple(re.compile(p) for p in rules.urls.deny),
+        index_platforms=rules.indexes.platforms,
+        index_platform_list=tuple(Platform(p.architecture, p.os) for p in rules.indexes.platformlist),
+        catalog_max_entries=config.catalog.maxentries,
+    )
+
+
+def open_store(config: Config) -> MetadataStore:
+    engine = create_engine(config.database_dsn(), busy_timeout_ms=int(config.database.busytimeout * 1000))
+    return MetadataStore(engine)
+
+
+async def prepare_database(config: Config) -> None:
+    """Create or upgrade the metadata schema, once, before workers start."""
+    store = open_store(config)
+    try:
+        await run_migrations(store.engine)
+    finally:
+        await store.close()
+
+
+async def open_namespace(config: Config, *, migrate: bool = False) -> Namespace:
+    driver = factory.create(config.storage.driver, dict(config.storage.parameters))
+    store = open_store(config)
+    if migrate:
+        await run_migrations(store.engine)
+    return Namespace(driver, store, registry_options(config))

@@ -1,0 +1,23 @@
+"""Byte storage: the driver interface, the path layout and the drivers."""
+
+from portside.storage.driver import (
+    FileInfo,
+    FileReader,
+    FileWriter,
+    InvalidOffset,
+    InvalidPath,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+)
+
+__all__ = [
+    "FileInfo",
+    "FileReader",
+    "FileWriter",
+    "InvalidOffset",
+    "InvalidPath",
+    "PathNotFound",
+    "StorageDriver",
+    "StorageError",
+]

@@ -1,0 +1,1 @@
+"""Storage drivers shipped with Portside."""

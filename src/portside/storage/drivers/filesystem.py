@@ -1,0 +1,229 @@
+"""The local file system driver: blobs as plain files under a root directory, served with sendfile."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from stat import S_ISDIR
+from typing import Any, TypeVar
+
+from portside.storage.driver import (
+    FileInfo,
+    FileReader,
+    FileWriter,
+    InvalidOffset,
+    PathNotFound,
+    StorageDriver,
+    check_dir_path,
+    check_path,
+)
+
+T = TypeVar("T")
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> int:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    return len(data)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Reader(FileReader):
+    def __init__(self, driver: FilesystemDriver, fd: int) -> None:
+        self._driver = driver
+        self._fd = fd
+
+    async def read(self, size: int) -> bytes:
+        return await self._driver.run(os.read, self._fd, size)
+
+    async def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+class _Writer(FileWriter):
+    def __init__(self, driver: FilesystemDriver, path: str, fd: int, size: int) -> None:
+        self._driver = driver
+        self._path = path
+        self._fd = fd
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes | bytearray | memoryview) -> int:
+        written = await self._driver.run(_write_all, self._fd, data)
+        self._size += written
+        return written
+
+    async def commit(self) -> None:
+        await self._driver.run(os.fsync, self._fd)
+        await self.close()
+
+    async def cancel(self) -> None:
+        await self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+
+    async def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+class FilesystemDriver(StorageDriver):
+    """Files under `rootdirectory`; blocking calls run on a bounded thread pool (`maxthreads`)."""
+
+    name = "filesystem"
+
+    def __init__(self, rootdirectory: str, maxthreads: int = 100) -> None:
+        self.root = os.path.abspath(rootdirectory)
+        os.makedirs(self.root, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=maxthreads, thread_name_prefix="fs")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _full(self, path: str) -> str:
+        return os.path.join(self.root, check_path(path)[1:])
+
+    def _full_dir(self, path: str) -> str:
+        return os.path.join(self.root, check_dir_path(path)[1:])
+
+    def local_path(self, path: str) -> str | None:
+        return self._full(path)
+
+    async def get_content(self, path: str) -> bytes:
+        full = self._full(path)
+
+        def read() -> bytes:
+            try:
+                with open(full, "rb") as f:
+                    return f.read()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise PathNotFound(path) from None
+
+        return await self.run(read)
+
+    async def put_content(self, path: str, content: bytes) -> None:
+        full = self._full(path)
+
+        def write() -> None:
+            directory = os.path.dirname(full)
+            os.makedirs(directory, exist_ok=True)
+            tmp = f"{full}.{uuid.uuid4().hex}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                _write_all(fd, content)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, full)
+            _fsync_dir(directory)
+
+        await self.run(write)
+
+    async def reader(self, path: str, offset: int = 0) -> FileReader:
+        full = self._full(path)
+
+        def open_at() -> int:
+            try:
+                fd = os.open(full, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFound(path) from None
+            size = os.fstat(fd).st_size
+            if offset < 0 or offset > size:
+                os.close(fd)
+                raise InvalidOffset(path, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            return fd
+
+        return _Reader(self, await self.run(open_at))
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        full = self._full(path)
+
+        def open_for_write() -> tuple[int, int]:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            fd = os.open(full, flags, 0o644)
+            return fd, os.fstat(fd).st_size
+
+        fd, size = await self.run(open_for_write)
+        return _Writer(self, full, fd, size)
+
+    async def stat(self, path: str) -> FileInfo:
+        full = self._full_dir(path)
+        try:
+            st = await self.run(os.stat, full)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(path) from None
+        is_dir = S_ISDIR(st.st_mode)
+        return FileInfo(
+            path=path,
+            size=0 if is_dir else st.st_size,
+            modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            is_dir=is_dir,
+        )
+
+    async def list(self, path: str) -> list[str]:
+        full = self._full_dir(path)
+
+        def names() -> list[str]:
+            try:
+                return sorted(entry.name for entry in os.scandir(full))
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFound(path) from None
+
+        prefix = "" if path == "/" else path
+        return [f"{prefix}/{name}" for name in await self.run(names)]
+
+    async def move(self, source: str, dest: str) -> None:
+        src, dst = self._full(source), self._full(dest)
+
+        def rename() -> None:
+            directory = os.path.dirname(dst)
+            os.makedirs(directory, exist_ok=True)
+            try:
+                os.replace(src, dst)
+            except FileNotFoundError:
+                if not os.path.exists(src):
+                    raise PathNotFound(source) from None
+                raise
+            _fsync_dir(directory)
+
+        await self.run(rename)
+
+    async def delete(self, path: str) -> None:
+        full = self._full(path)
+
+        def remove() -> None:
+            try:
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full)
+                else:
+                    os.unlink(full)
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFound(path) from None
+
+        await self.run(remove)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

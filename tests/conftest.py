@@ -1,0 +1,181 @@
+"""Shared fixtures: real Portside servers started as subprocesses and spoken to over HTTP."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass
+class Registry:
+    """A running `portside serve` process and where to reach it."""
+
+    workdir: Path
+    config: dict[str, Any]
+    workers: int = 2
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self.config["http"]["addr"])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.config["storage"]["filesystem"]["rootdirectory"])
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.yml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        env = {**os.environ, **self.env}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "portside",
+                "serve",
+                str(self.config_path),
+                "--workers",
+                str(self.workers),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"portside exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/v2/", timeout=1.0).status_code in (200, 401):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"portside did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, not a shutdown."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def default_config(workdir: Path, port: int) -> dict[str, Any]:
+    return {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(workdir / "data")},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+
+
+RegistryFactory = Callable[..., Registry]
+
+
+@pytest.fixture
+def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
+    """Start extra servers with config overrides: `registry_factory({"storage": {...}}, workers=1)`."""
+    started: list[Registry] = []
+
+    def start(
+        overrides: dict[str, Any] | None = None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        replace: dict[str, Any] | None = None,
+    ) -> Registry:
+        workdir = tmp_path_factory.mktemp("portside")
+        config = replace if replace is not None else default_config(workdir, free_port())
+        if overrides:
+            config = deep_merge(config, overrides)
+        reg = Registry(workdir=workdir, config=config, workers=workers, env=env or {})
+        started.append(reg)
+        reg.start()
+        return reg
+
+    yield start
+    for reg in started:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """The shared server: filesystem storage, SQLite metadata, deletes enabled, two workers."""
+    workdir = tmp_path_factory.mktemp("portside-shared")
+    reg = Registry(workdir=workdir, config=default_config(workdir, free_port()), workers=2)
+    reg.start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def client(registry: Registry) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=registry.url, timeout=60.0) as c:
+        yield c
