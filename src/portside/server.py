@@ -1,19 +1,24 @@
 """The worker model: a gunicorn arbiter forks worker processes, each running the aiohttp app on its own
 asyncio event loop and sharing the listening socket. Blob bytes move with sendfile, so one loop per core is
-the cheapest way to use every core."""
+the cheapest way to use every core.
+
+The arbiter stays small: it never imports the registry, the database toolkit or the migrations (those run
+in a short-lived child process before workers start); each worker imports what it serves with.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import logging
+import multiprocessing
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from gunicorn.app.base import BaseApplication
 
-from portside.api.app import create_app
 from portside.config import Config, ConfigError
-from portside.service import prepare_database
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
 
@@ -56,12 +61,12 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
         migrate_in_worker = config.database_dsn() == "sqlite://"
 
         async def make_runner() -> web.AppRunner:
-            app = create_app(config, migrate=migrate_in_worker)
-            access_log = None
-            if not config.log.accesslog.disabled:
-                import logging
+            from aiohttp import web
 
-                access_log = logging.getLogger("portside.access")
+            from portside.api.app import create_app
+
+            app = create_app(config, migrate=migrate_in_worker)
+            access_log = None if config.log.accesslog.disabled else logging.getLogger("portside.access")
             return web.AppRunner(
                 app,
                 access_log=access_log,
@@ -74,6 +79,23 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
         return make_runner
 
 
+def _migrate(config: Config) -> None:
+    import asyncio
+
+    from portside.service import prepare_database
+
+    asyncio.run(prepare_database(config))
+
+
+def migrate_database(config: Config) -> None:
+    """Create or upgrade the metadata schema in a child process, so the arbiter never loads the toolkit."""
+    child = multiprocessing.get_context("fork").Process(target=_migrate, args=(config,), name="portside-migrate")
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise ConfigError(f"could not prepare the metadata database {config.database_dsn()} (see the log above)")
+
+
 def serve(config: Config, workers: int | None = None) -> None:
     workers = workers or default_workers()
     if config.storage.driver == "inmemory" and workers > 1:
@@ -81,5 +103,5 @@ def serve(config: Config, workers: int | None = None) -> None:
     if config.storage.driver == "filesystem":
         os.makedirs(config.storage.parameters["rootdirectory"], exist_ok=True)
     if config.database_dsn() != "sqlite://":
-        asyncio.run(prepare_database(config))
+        migrate_database(config)
     PortsideServer(config, workers).run()

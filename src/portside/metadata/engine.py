@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 WRITE_OPTION = "portside_write"
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -62,6 +63,9 @@ def create_engine(dsn: str, busy_timeout_ms: int = 30000, **engine_args: Any) ->
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:
+    # Alembic is imported only where migrations run, so serving processes do not carry it.
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.attributes["connection"] = connection
@@ -72,6 +76,8 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the schema up to `revision`; safe to run from several processes (the write lock serialises)."""
 
     def upgrade(connection: Connection) -> None:
+        from alembic import command
+
         command.upgrade(_alembic_config(connection), revision)
 
     async with engine.connect() as conn:

@@ -1,0 +1,293 @@
+"""Safety under concurrency, crashes and hostile input, against real Portside processes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import Registry, RegistryFactory
+from tests.helpers import OCI_MANIFEST, push_blob, push_image, sha256, unique_repo
+
+
+def check_consistency(reg: Registry) -> dict[str, int]:
+    """Invariants of a stopped registry's store: every recorded blob is on disk with its digest, every
+    reference and tag points at something recorded, and SQLite itself is sound."""
+    db = sqlite3.connect(reg.root / "portside.db")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        blobs = db.execute("SELECT digest, size FROM blobs").fetchall()
+        for digest, size in blobs:
+            algorithm, encoded = digest.split(":")
+            path = reg.root / "docker/registry/v2/blobs" / algorithm / encoded[:2] / encoded / "data"
+            data = path.read_bytes()
+            assert len(data) == size, digest
+            assert hashlib.new(algorithm, data).hexdigest() == encoded, digest
+        dangling = db.execute(
+            "SELECT r.digest FROM manifest_references r WHERE r.kind = 'blob' "
+            "AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = r.digest)"
+        ).fetchall()
+        assert dangling == []
+        manifests = db.execute("SELECT digest, payload FROM manifests").fetchall()
+        for digest, payload in manifests:
+            assert sha256(payload) == digest
+        return {"blobs": len(blobs), "manifests": len(manifests)}
+    finally:
+        db.close()
+
+
+def test_concurrent_pushes_of_the_same_blob_and_tag_all_succeed(registry: Registry) -> None:
+    repo = unique_repo("race")
+    data = os.urandom(2 * 1024 * 1024)
+    digest = sha256(data)
+
+    def monolithic(_: int) -> int:
+        with httpx.Client(base_url=registry.url, timeout=60) as c:
+            return c.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data).status_code
+
+    def chunked(_: int) -> int:
+        with httpx.Client(base_url=registry.url, timeout=60) as c:
+            r = c.post(f"/v2/{repo}/blobs/uploads/")
+            location = r.headers["Location"]
+            half = len(data) // 2
+            r = c.patch(location, content=data[:half], headers={"Content-Range": f"0-{half - 1}"})
+            assert r.status_code == 202, r.text
+            return c.put(r.headers["Location"], params={"digest": digest}, content=data[half:]).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(monolithic, range(6))) + list(pool.map(chunked, range(6)))
+    assert codes == [201] * 12
+
+    with httpx.Client(base_url=registry.url, timeout=60) as c:
+        assert c.get(f"/v2/{repo}/blobs/{digest}").content == data
+        manifests = [push_image(c, repo, layers=1) for _ in range(6)]
+
+        def tag(i: int) -> int:
+            _, body = manifests[i]
+            headers = {"Content-Type": OCI_MANIFEST}
+            return c.put(f"/v2/{repo}/manifests/shared", content=body, headers=headers).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(tag, range(6))) == [201] * 6
+        current = c.get(f"/v2/{repo}/manifests/shared", headers={"Accept": OCI_MANIFEST})
+        assert current.status_code == 200
+        assert current.headers["Docker-Content-Digest"] in {d for d, _ in manifests}
+
+
+def _slow_body(data: bytes, sent: list[int], stop_after: int) -> Iterator[bytes]:
+    for i in range(0, len(data), 256 * 1024):
+        if i >= stop_after:
+            time.sleep(30)  # hold the request open until the server dies
+        chunk = data[i : i + 256 * 1024]
+        sent[0] += len(chunk)
+        yield chunk
+
+
+def test_upload_survives_a_kill_mid_stream_and_resumes(registry_factory: RegistryFactory) -> None:
+    reg = registry_factory(workers=2)
+    repo = unique_repo("crash")
+    data = os.urandom(24 * 1024 * 1024)
+    client = httpx.Client(base_url=reg.url, timeout=60)
+    location = client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    sent = [0]
+
+    def stream() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.patch(location, content=_slow_body(data, sent, 12 * 1024 * 1024), timeout=60)
+
+    worker = threading.Thread(target=stream, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while sent[0] < 12 * 1024 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    reg.kill()
+    worker.join(5)
+    client.close()
+    reg.start()
+    with httpx.Client(base_url=reg.url, timeout=60) as c:
+        status = c.get(location)
+        assert status.status_code == 204, status.text
+        end = int(status.headers["Range"].split("-")[1])
+        stored = end + 1 if end else 0
+        assert 0 < stored <= 12 * 1024 * 1024
+        r = c.patch(
+            status.headers["Location"],
+            content=data[stored:],
+            headers={"Content-Range": f"{stored}-{len(data) - 1}"},
+        )
+        assert r.status_code == 202, r.text
+        r = c.put(r.headers["Location"], params={"digest": sha256(data)})
+        assert r.status_code == 201, r.text
+        assert c.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
+    reg.stop()
+    check_consistency(reg)
+
+
+def test_kill_during_pushes_leaves_a_consistent_store(registry_factory: RegistryFactory) -> None:
+    reg = registry_factory(workers=2)
+    acknowledged: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def pusher(n: int) -> None:
+        repo = f"crash/p{n}"
+        with httpx.Client(base_url=reg.url, timeout=10) as c:
+            i = 0
+            while not stop.is_set():
+                try:
+                    digest, _ = push_image(c, repo, tag=f"t{i}", layers=2)
+                except (httpx.HTTPError, AssertionError):
+                    return
+                with lock:
+                    acknowledged.append((repo, digest))
+                i += 1
+
+    for _round in range(3):
+        stop.clear()
+        threads = [threading.Thread(target=pusher, args=(n,), daemon=True) for n in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        reg.kill()
+        stop.set()
+        for t in threads:
+            t.join(15)
+        counts = check_consistency(reg)
+        assert counts["manifests"] >= len(acknowledged) > 0
+        reg.start()
+        with httpx.Client(base_url=reg.url, timeout=30) as c:
+            for repo, digest in acknowledged:
+                r = c.get(f"/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST})
+                assert r.status_code == 200, (repo, digest, r.text)
+                for layer in json.loads(r.content)["layers"]:
+                    assert c.head(f"/v2/{repo}/blobs/{layer['digest']}").status_code == 200
+    reg.stop()
+
+
+def test_upload_continues_across_instances_sharing_the_store(registry_factory: RegistryFactory) -> None:
+    """Each chunk goes to another process: hash state is rebuilt from the stored bytes where it is missing."""
+    first = registry_factory(workers=1)
+    second = registry_factory(workers=1, replace={**first.config, "http": {"addr": f"127.0.0.1:{_free_port()}"}})
+    repo = unique_repo("multi")
+    chunks = [os.urandom(1024 * 1024 + i) for i in range(4)]
+    data = b"".join(chunks)
+    servers = [first, second]
+    with httpx.Client(timeout=60) as c:
+        location = c.post(f"{first.url}/v2/{repo}/blobs/uploads/").headers["Location"]
+        path = httpx.URL(location).raw_path.decode()
+        offset = 0
+        for i, chunk in enumerate(chunks[:-1]):
+            r = c.patch(
+                servers[(i + 1) % 2].url + path,
+                content=chunk,
+                headers={"Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
+            )
+            assert r.status_code == 202, r.text
+            offset += len(chunk)
+            path = httpx.URL(r.headers["Location"]).raw_path.decode()
+        r = c.put(f"{first.url}{path}", params={"digest": sha256(data)}, content=chunks[-1])
+        assert r.status_code == 201, r.text
+        assert c.get(f"{second.url}/v2/{repo}/blobs/{sha256(data)}").content == data
+        sha512 = "sha512:" + hashlib.sha512(data).hexdigest()
+        location = c.post(f"{second.url}/v2/{repo}/blobs/uploads/").headers["Location"]
+        path = httpx.URL(location).raw_path.decode()
+        assert c.patch(first.url + path, content=data).status_code == 202
+        r = c.put(second.url + path, params={"digest": sha512})
+        assert r.status_code == 201, r.text
+        assert c.get(f"{first.url}/v2/{repo}/blobs/{sha512}").content == data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_stale_uploads_are_purged(registry_factory: RegistryFactory) -> None:
+    purging = {"enabled": True, "age": "3s", "interval": "1s", "dryrun": False}
+    reg = registry_factory({"storage": {"maintenance": {"uploadpurging": purging}}}, workers=1)
+    repo = unique_repo("purge")
+    with httpx.Client(base_url=reg.url, timeout=30) as c:
+        idle = c.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+        assert c.patch(idle, content=b"idle bytes").status_code == 202
+        busy = c.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+        idle_dir = reg.root / "docker/registry/v2/uploads" / idle.rsplit("/", 1)[1]
+        assert idle_dir.is_dir()
+        deadline = time.monotonic() + 20
+        while c.get(idle).status_code != 404:
+            assert time.monotonic() < deadline, "idle upload was never purged"
+            r = c.patch(busy, content=b"x")
+            assert r.status_code == 202, "an active upload must not be purged"
+            busy = r.headers["Location"]
+            time.sleep(0.5)
+        assert not idle_dir.exists()
+        assert c.get(busy).status_code == 204
+
+
+HOSTILE_PATHS = [
+    "/v2/../../etc/passwd",
+    "/v2/a/../../../tmp/x/blobs/uploads/",
+    "/v2/%2e%2e/%2e%2e/etc/blobs/uploads/",
+    "/v2/a%2f..%2f..%2fescape/blobs/uploads/",
+    "/v2/..%2f..%2fescape/manifests/latest",
+    "/v2/a/blobs/sha256:..%2f..%2f..%2fetc%2fpasswd",
+    "/v2/a/blobs/uploads/..%2f..%2f..%2f..%2fetc",
+    "/v2/a/blobs/uploads/../../../../etc/passwd",
+    "/v2/a/manifests/..%2f..%2fx",
+    "/v2/a/referrers/sha256:..%2f..",
+    "/v2//blobs/uploads/",
+    "/v2/a\\..\\..\\x/blobs/uploads/",
+    "/v2/a%00b/blobs/uploads/",
+    "/v2/" + "a/" * 200 + "blobs/uploads/",
+]
+
+
+def _raw_request(host: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    addr, port = host.rsplit(":", 1)
+    with socket.create_connection((addr, int(port)), timeout=10) as s:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        s.sendall(head.encode() + body)
+        response = b""
+        while chunk := s.recv(65536):
+            response += chunk
+    status = int(response.split(b" ", 2)[1])
+    return status, response.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_path_tricks_never_escape_the_root(registry: Registry, path: str) -> None:
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        body = b"payload" if method in ("POST", "PUT", "PATCH") else b""
+        status, answer = _raw_request(registry.host, method, path, body)
+        assert 400 <= status < 500, (method, path, status, answer[:200])
+        if method != "HEAD" and answer:
+            assert json.loads(answer)["errors"][0]["code"]
+    assert {p.name for p in registry.workdir.iterdir()} == {"config.yml", "server.log", "data"}
+    escaped = [
+        p
+        for p in registry.workdir.parent.rglob("*")
+        if p.name in {"etc", "passwd", "escape", "x", "tmp"} and registry.root not in p.parents
+    ]
+    assert escaped == []
+    top = {p.name for p in registry.root.iterdir()}
+    assert top <= {"docker", "portside.db", "portside.db-wal", "portside.db-shm"}
+
+
+def test_blob_pushed_through_one_name_is_invisible_under_another(registry: Registry, client: httpx.Client) -> None:
+    repo, other = unique_repo("own"), unique_repo("own")
+    digest = push_blob(client, repo, b"private bytes")
+    push_blob(client, other, b"something else")
+    assert client.head(f"/v2/{other}/blobs/{digest}").status_code == 404
+    assert client.get(f"/v2/{other}/blobs/{digest}").json()["errors"][0]["code"] == "BLOB_UNKNOWN"
