@@ -90,6 +90,7 @@ def test_docker_types() -> None:
         (b"not json", mt.OCI_MANIFEST, "not valid JSON"),
         (b"\xff\xfe", mt.OCI_MANIFEST, "not valid JSON"),
         (b"[1, 2]", mt.OCI_MANIFEST, "JSON object"),
+        (b"[" * 100000 + b"]" * 100000, mt.OCI_MANIFEST, "nested too deeply"),
         (image(schemaVersion=1), mt.OCI_MANIFEST, "schema1"),
         (image(schemaVersion="2"), mt.OCI_MANIFEST, "schemaVersion must be 2"),
         (image(schemaVersion=3), mt.OCI_MANIFEST, "schemaVersion must be 2"),

@@ -79,7 +79,7 @@ def upload_range(size: int) -> str:
 def parse_page_size(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 1000:
         raise ApiError(ErrorCode.PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, got {value[:40]!r}")
     return int(value)
 

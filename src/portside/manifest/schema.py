@@ -173,6 +173,8 @@ class SchemaRegistry:
             data = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ManifestError("manifest JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise ManifestError("manifest must be a JSON object")
         media_type = self._media_type(bare_media_type(content_type), data)

@@ -10,6 +10,10 @@ from portside.registry.errors import ManifestUnknown, NameUnknown, TagInvalid, U
 from portside.registry.options import Page, RegistryOptions
 
 
+# Larger pages are the whole list; the bound keeps page sizes inside a 64-bit SQL LIMIT.
+MAX_PAGE = 2**62
+
+
 class TagService:
     def __init__(self, repository: str, store: MetadataStore, options: RegistryOptions) -> None:
         self.repository = repository
@@ -46,6 +50,8 @@ class TagService:
 
     async def page(self, last: str | None = None, limit: int | None = None) -> Page:
         """Tags in byte order after `last`, at most `limit`; NameUnknown for a repository that does not exist."""
+        if limit is not None:
+            limit = min(limit, MAX_PAGE)
         names = await self._store.tags(self.repository, last, None if limit is None else limit + 1)
         if not names:
             await self._require_repository()
