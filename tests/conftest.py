@@ -26,9 +26,12 @@ def free_port() -> int:
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` laid over `base`; a None value removes the key."""
     out = copy.deepcopy(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -89,8 +92,9 @@ class Registry:
             if self.process.poll() is not None:
                 raise RuntimeError(f"portside exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/v2/", timeout=1.0).status_code in (200, 401):
-                    return
+                # Any HTTP answer means the server is up (with http.prefix, /v2/ itself is 404).
+                httpx.get(f"{self.url}/v2/", timeout=1.0)
+                return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)

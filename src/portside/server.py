@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 
 from portside.config import Config, ConfigError
+from portside.config.schema import split_addr
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -27,11 +28,16 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def bind_address(config: Config) -> str:
-    if config.http.net == "unix":
-        return f"unix:{config.http.addr}"
-    host, port = config.listen()
+def _tcp(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+
+
+def bind_addresses(config: Config) -> list[str]:
+    """The registry's address, and the debug server's when `http.debug.addr` is set."""
+    main = f"unix:{config.http.addr}" if config.http.net == "unix" else _tcp(*config.listen())
+    if config.http.debug.addr:
+        return [main, _tcp(*split_addr(config.http.debug.addr))]
+    return [main]
 
 
 class PortsideServer(BaseApplication):  # type: ignore[misc]
@@ -42,7 +48,7 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         settings: dict[str, Any] = {
-            "bind": [bind_address(self.config_model)],
+            "bind": bind_addresses(self.config_model),
             "workers": self.workers,
             "worker_class": "aiohttp.GunicornWebWorker",
             "graceful_timeout": self.config_model.http.draintimeout or 30,

@@ -13,8 +13,9 @@ from aiohttp import web
 
 from portside.api.context import ApiSettings, Context
 from portside.api.errors import ApiError, ErrorCode, from_library
-from portside.api.routes import resolve
+from portside.api.routes import DEBUG_ROUTES, ROUTES, resolve
 from portside.config import Config
+from portside.config.schema import split_addr
 from portside.registry import Namespace, RegistryError
 from portside.service import open_namespace
 
@@ -32,6 +33,7 @@ def settings_from(config: Config) -> ApiSettings:
         relative_urls=config.http.relativeurls,
         redirect_disabled=config.storage.redirect.disable,
         headers=dict(config.http.headers),
+        debug_port=split_addr(config.http.debug.addr)[1] if config.http.debug.addr else None,
     )
 
 
@@ -42,14 +44,24 @@ def _path(request: web.Request) -> str:
     return raw
 
 
+def _on_debug_port(request: web.Request, debug_port: int | None) -> bool:
+    if debug_port is None or request.transport is None:
+        return False
+    sockname = request.transport.get_extra_info("sockname")
+    return isinstance(sockname, tuple) and sockname[1] == debug_port
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     path = _path(request)
-    if settings.prefix:
+    routes = ROUTES
+    if _on_debug_port(request, settings.debug_port):
+        routes = DEBUG_ROUTES
+    elif settings.prefix:
         if not path.startswith(settings.prefix + "/"):
             return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
         path = path[len(settings.prefix) :]
-    resolved = resolve(path)
+    resolved = resolve(path, routes)
     if resolved is None:
         return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
     route, params = resolved

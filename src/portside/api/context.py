@@ -19,6 +19,7 @@ class ApiSettings:
     relative_urls: bool = False
     redirect_disabled: bool = False
     headers: dict[str, list[str]] = field(default_factory=dict)
+    debug_port: int | None = None
 
 
 @dataclass

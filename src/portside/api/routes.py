@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from portside.api.context import Context
-from portside.api.handlers import base, blobs, listing, manifests, referrers, uploads
+from portside.api.handlers import base, blobs, debug, listing, manifests, referrers, uploads
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
 
@@ -73,8 +73,13 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def resolve(path: str) -> tuple[Route, dict[str, str]] | None:
-    for route in ROUTES:
+DEBUG_ROUTES: tuple[Route, ...] = (
+    _route("health", r"/debug/health", {"GET": debug.health_status, "HEAD": debug.health_status}),
+)
+
+
+def resolve(path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]] | None:
+    for route in routes:
         params = route.match(path)
         if params is not None:
             return route, params

@@ -122,6 +122,30 @@ class Storage(Strict):
         return {"driver": driver, "parameters": parameters, **settings}
 
 
+def _check_addr(addr: str, key: str) -> str:
+    _, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{key} must be host:port or :port, got {addr!r}")
+    return addr
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """(host, port) of `host:port`, `[v6]:port` or `:port`; an empty host means every interface."""
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Debug(Strict):
+    """The debug server: `/debug/health` on its own address, away from the registry's clients."""
+
+    addr: str = ""
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        return _check_addr(value, "http.debug.addr") if value else value
+
+
 class Http(Strict):
     addr: str = ":5000"
     net: Literal["tcp", "unix"] = "tcp"
@@ -133,6 +157,7 @@ class Http(Strict):
     relativeurls: bool = False
     draintimeout: Duration = 0.0
     headers: dict[str, list[str]] = Field(default_factory=dict)
+    debug: Debug = Debug()
 
     @field_validator("host")
     @classmethod
@@ -239,14 +264,11 @@ class Config(Strict):
 
     def listen(self) -> tuple[str, int]:
         """(host, port) of `http.addr`; an empty host listens on every interface."""
-        host, _, port = self.http.addr.rpartition(":")
-        return host.strip("[]"), int(port)
+        return split_addr(self.http.addr)
 
     @field_validator("http")
     @classmethod
     def _addr(cls, value: Http) -> Http:
         if value.net == "tcp":
-            _, sep, port = value.addr.rpartition(":")
-            if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-                raise ValueError(f"http.addr must be host:port or :port, got {value.addr!r}")
+            _check_addr(value.addr, "http.addr")
         return value

@@ -9,7 +9,6 @@ from portside.reference import ReferenceError, validate_tag
 from portside.registry.errors import ManifestUnknown, NameUnknown, TagInvalid, Unsupported
 from portside.registry.options import Page, RegistryOptions
 
-
 # Larger pages are the whole list; the bound keeps page sizes inside a 64-bit SQL LIMIT.
 MAX_PAGE = 2**62
 

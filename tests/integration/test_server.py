@@ -1,0 +1,103 @@
+"""Server-level behaviour: the debug server, configured headers, URL prefix and relative URLs, the inmemory
+driver, and health checks."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from portside.health import check
+from portside.metadata.engine import create_engine, migrate
+from portside.metadata.store import MetadataStore
+from portside.registry import Namespace
+from portside.storage import StorageError
+from portside.storage.drivers.inmemory import InMemoryDriver
+from tests.conftest import RegistryFactory
+from tests.helpers import push_blob, push_image, unique_repo
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_debug_server_serves_health_apart_from_the_registry(registry_factory: RegistryFactory) -> None:
+    debug = f"127.0.0.1:{_port()}"
+    reg = registry_factory({"http": {"debug": {"addr": debug}}}, workers=2)
+    r = httpx.get(f"http://{debug}/debug/health")
+    assert (r.status_code, r.json()) == (200, {})
+    assert httpx.get(f"{reg.url}/debug/health").status_code == 404
+    assert httpx.get(f"http://{debug}/v2/").status_code == 404
+
+
+def test_configured_headers_prefix_and_relative_urls(registry_factory: RegistryFactory) -> None:
+    reg = registry_factory(
+        {
+            "http": {
+                "prefix": "/mirror/",
+                "relativeurls": True,
+                "headers": {"X-Content-Type-Options": ["nosniff"], "X-Extra": ["a", "b"]},
+            }
+        }
+    )
+    with httpx.Client(base_url=f"{reg.url}/mirror", timeout=30) as c:
+        r = c.get("/v2/")
+        assert r.status_code == 200
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers.get_list("X-Extra") == ["a", "b"]
+        repo = unique_repo()
+        r = c.post(f"/v2/{repo}/blobs/uploads/")
+        assert r.headers["Location"].startswith(f"/mirror/v2/{repo}/blobs/uploads/")
+    assert httpx.get(f"{reg.url}/v2/").status_code == 404
+
+
+def test_absolute_urls_follow_http_host_and_forwarded_headers(registry_factory: RegistryFactory) -> None:
+    reg = registry_factory()
+    repo = unique_repo()
+    r = httpx.post(
+        f"{reg.url}/v2/{repo}/blobs/uploads/",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example"},
+    )
+    assert r.headers["Location"].startswith(f"https://registry.example/v2/{repo}/blobs/uploads/")
+    other = registry_factory({"http": {"host": "https://cdn.example:8443"}})
+    r = httpx.post(f"{other.url}/v2/{repo}/blobs/uploads/")
+    assert r.headers["Location"].startswith(f"https://cdn.example:8443/v2/{repo}/blobs/uploads/")
+
+
+def test_inmemory_storage_serves_a_whole_push_and_pull(registry_factory: RegistryFactory) -> None:
+    reg = registry_factory({"storage": {"inmemory": {}, "filesystem": None}}, workers=1)
+    with httpx.Client(base_url=reg.url, timeout=30) as c:
+        repo = unique_repo("mem")
+        _, body = push_image(c, repo, tag="v1")
+        assert c.get(f"/v2/{repo}/manifests/v1").content == body
+        blob = push_blob(c, repo, b"in memory")
+        assert c.get(f"/v2/{repo}/blobs/{blob}").content == b"in memory"
+        assert c.get(f"/v2/{repo}/blobs/{blob}", headers={"Range": "bytes=3-"}).content == b"memory"
+        assert c.get("/v2/_catalog").json()["repositories"] == [repo]
+
+
+class BrokenDriver(InMemoryDriver):
+    async def stat(self, path: str):  # type: ignore[no-untyped-def]
+        raise StorageError("disk on fire")
+
+
+async def test_health_reports_each_failing_check(tmp_path: Path) -> None:
+    store = MetadataStore(create_engine("sqlite://"))
+    await migrate(store.engine)
+    assert await check(Namespace(InMemoryDriver(), store)) == {}
+    failures = await check(Namespace(BrokenDriver(), store))
+    assert failures == {"storagedriver_inmemory": "StorageError: disk on fire"}
+    await store.close()
+    unopenable = MetadataStore(create_engine(f"sqlite:///{tmp_path}"))  # a directory is no database
+    assert set(await check(Namespace(InMemoryDriver(), unopenable))) == {"database"}
+    await unopenable.close()
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_inmemory_storage_refuses_several_workers(registry_factory: RegistryFactory, workers: int) -> None:
+    with pytest.raises(RuntimeError, match="--workers 1"):
+        registry_factory({"storage": {"inmemory": {}, "filesystem": None}}, workers=workers)
