@@ -89,4 +89,4 @@ async def delete_blob(ctx: Context) -> web.StreamResponse:
     repo = ctx.repository()
     digest = parse_digest(ctx.params["digest"])
     await repo.blobs.delete(digest)
-    return web.Response(status=202, headers={"Docker-Content-Digest": digest, "Content-Length": "0"})
+    return web.Response(status=202, headers={"Docker-Content-Digest": digest})

@@ -75,7 +75,6 @@ async def put_manifest(ctx: Context) -> web.StreamResponse:
     headers = {
         "Location": ctx.url(f"/v2/{repo.name}/manifests/{manifest.digest}"),
         "Docker-Content-Digest": manifest.digest,
-        "Content-Length": "0",
     }
     if manifest.subject is not None:
         headers["OCI-Subject"] = manifest.subject.digest
@@ -89,4 +88,4 @@ async def delete_manifest(ctx: Context) -> web.StreamResponse:
         await repo.manifests.delete(digest)
     else:
         await repo.tags.untag(str(tag))
-    return web.Response(status=202, headers={"Content-Length": "0"})
+    return web.Response(status=202)

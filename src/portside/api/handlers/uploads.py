@@ -22,8 +22,7 @@ def _created(ctx: Context, repo: Repository, digest: Digest) -> web.Response:
         headers={
             "Location": ctx.url(f"/v2/{repo.name}/blobs/{digest}"),
             "Docker-Content-Digest": digest,
-            "Content-Length": "0",
-        },
+            },
     )
 
 
@@ -32,7 +31,6 @@ def _session_headers(ctx: Context, repo: Repository, upload_id: str, size: int) 
         "Location": ctx.url(f"/v2/{repo.name}/blobs/uploads/{upload_id}"),
         "Range": upload_range(size),
         "Docker-Upload-UUID": upload_id,
-        "Content-Length": "0",
     }
 
 
@@ -150,4 +148,4 @@ async def cancel_upload(ctx: Context) -> web.StreamResponse:
     repo = ctx.repository()
     writer = await repo.blobs.resume(ctx.params["uuid"])
     await writer.cancel()
-    return web.Response(status=204, headers={"Content-Length": "0"})
+    return web.Response(status=204)
