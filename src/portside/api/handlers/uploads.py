@@ -22,7 +22,7 @@ def _created(ctx: Context, repo: Repository, digest: Digest) -> web.Response:
         headers={
             "Location": ctx.url(f"/v2/{repo.name}/blobs/{digest}"),
             "Docker-Content-Digest": digest,
-            },
+        },
     )
 
 
