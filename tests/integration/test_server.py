@@ -3,6 +3,7 @@ driver, and health checks."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -95,6 +96,7 @@ async def test_health_reports_each_failing_check(tmp_path: Path) -> None:
     unopenable = MetadataStore(create_engine(f"sqlite:///{tmp_path}"))  # a directory is no database
     assert set(await check(Namespace(InMemoryDriver(), unopenable))) == {"database"}
     await unopenable.close()
+    await asyncio.sleep(0.2)  # the driver's connection thread reports its failed open after the await returns
 
 
 @pytest.mark.parametrize("workers", [2])
