@@ -67,13 +67,8 @@ class UploadPurging(Strict):
         return self
 
 
-class ReadOnly(Strict):
-    enabled: bool = False
-
-
 class Maintenance(Strict):
     uploadpurging: UploadPurging = UploadPurging()
-    readonly: ReadOnly = ReadOnly()
 
 
 class FilesystemParameters(Strict):
