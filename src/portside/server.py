@@ -50,7 +50,7 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
         settings: dict[str, Any] = {
             "bind": bind_addresses(self.config_model),
             "workers": self.workers,
-            "worker_class": "aiohttp.GunicornWebWorker",
+            "worker_class": "portside.worker.PortsideWorker",
             "graceful_timeout": self.config_model.http.draintimeout or 30,
             "timeout": 120,
             "keepalive": 75,
@@ -85,21 +85,34 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
         return make_runner
 
 
-def _migrate(config: Config) -> None:
+def _prepare(config: Config) -> None:
+    """Everything that must be right before workers start: the metadata schema, the token server's key, the
+    auth files and the TLS certificate. Runs in a child process; an error is logged and ends it with 1."""
     import asyncio
 
+    from portside.auth.factory import build_controller, build_issuer
     from portside.service import prepare_database
+    from portside.worker import tls_context
 
-    asyncio.run(prepare_database(config))
+    try:
+        if config.database_dsn() != "sqlite://":
+            asyncio.run(prepare_database(config))
+        build_controller(config)
+        build_issuer(config)
+        if config.http.tls is not None:
+            tls_context(config.http.tls)
+    except Exception as exc:
+        logging.getLogger("portside").error("cannot start: %s", exc)
+        raise SystemExit(1) from None
 
 
-def migrate_database(config: Config) -> None:
-    """Create or upgrade the metadata schema in a child process, so the arbiter never loads the toolkit."""
-    child = multiprocessing.get_context("fork").Process(target=_migrate, args=(config,), name="portside-migrate")
+def prepare(config: Config) -> None:
+    """Run `_prepare` in a child process, so the arbiter never loads the database, auth or TLS toolkits."""
+    child = multiprocessing.get_context("fork").Process(target=_prepare, args=(config,), name="portside-prepare")
     child.start()
     child.join()
     if child.exitcode != 0:
-        raise ConfigError(f"could not prepare the metadata database {config.database_dsn()} (see the log above)")
+        raise ConfigError("the registry could not be prepared (see the error above)")
 
 
 def serve(config: Config, workers: int | None = None) -> None:
@@ -108,6 +121,5 @@ def serve(config: Config, workers: int | None = None) -> None:
         raise ConfigError("the inmemory storage driver keeps blobs in one process: run it with --workers 1")
     if config.storage.driver == "filesystem":
         os.makedirs(config.storage.parameters["rootdirectory"], exist_ok=True)
-    if config.database_dsn() != "sqlite://":
-        migrate_database(config)
+    prepare(config)
     PortsideServer(config, workers).run()

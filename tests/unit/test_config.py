@@ -102,7 +102,12 @@ def test_configuration_path_from_environment(tmp_path: Path) -> None:
         ("validation: {manifests: {urls: {allow: ['(']}}}", "invalid regular expression"),
         ("http: {host: 'registry.example.com'}", "absolute URL"),
         ("- a list", "must be a YAML mapping"),
-        ("auth: {htpasswd: {realm: x, path: /y}}", "auth: unknown key"),
+        ("auth: {ldap: {}}", "auth.ldap: unknown key"),
+        ("auth: {htpasswd: {path: /a}, silly: {realm: r, service: s}}", "exactly one of silly, htpasswd, token"),
+        ("auth: {token: {service: s, issuer: i, realm: r}}", "rootcertbundle or jwks"),
+        ("auth: {token: {service: s, issuer: i, rootcertbundle: /c}}", "needs a realm"),
+        ("tokenserver: {htpasswd: /a}", "tokenserver needs auth.token"),
+        ("http: {tls: {certificate: /c, key: /k, minimumtls: tls1.1}}", "http.tls.minimumtls"),
     ],
 )
 def test_bad_configuration_is_explained(tmp_path: Path, text: str, message: str) -> None:

@@ -7,6 +7,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from portside.auth import Access, AllowAll, Grant
 from portside.registry import Namespace, Repository
 
 
@@ -20,6 +21,7 @@ class ApiSettings:
     redirect_disabled: bool = False
     headers: dict[str, list[str]] = field(default_factory=dict)
     debug_port: int | None = None
+    token_path: str | None = None
 
 
 @dataclass
@@ -28,9 +30,17 @@ class Context:
     namespace: Namespace
     settings: ApiSettings
     params: dict[str, str]
+    grant: Grant = field(default_factory=AllowAll)
+    repo: Repository | None = None
 
     def repository(self) -> Repository:
-        return self.namespace.repository(self.params["name"])
+        if self.repo is None:
+            self.repo = self.namespace.repository(self.params["name"])
+        return self.repo
+
+    def may(self, access: Access) -> bool:
+        """Whether the caller may also do `access` (beyond what the route itself needed)."""
+        return self.grant.allows(access)
 
     def query(self, key: str) -> str | None:
         return self.request.rel_url.query.get(key)

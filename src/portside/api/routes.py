@@ -1,4 +1,4 @@
-"""The route table: every endpoint of the API as data (path pattern, methods, handler).
+"""The route table: every endpoint of the API as data (path pattern, methods, handler, access it needs).
 
 Patterns match the raw request path below `http.prefix`. A repository name may contain slashes, so names are
 matched greedily and the fixed suffix decides the route; the order of the table settles the rest
@@ -16,8 +16,34 @@ from aiohttp import web
 
 from portside.api.context import Context
 from portside.api.handlers import base, blobs, debug, listing, manifests, referrers, uploads
+from portside.auth.access import CATALOG_ACCESS, DELETE, PULL, PUSH, Access, repository_access
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
+# The access a request needs, from the route's parameters and the method (docs/auth.md).
+AccessRule = Callable[[Mapping[str, str], str], list[Access]]
+
+
+def no_access(params: Mapping[str, str], method: str) -> list[Access]:
+    """Authentication only."""
+    return []
+
+
+def catalog_access(params: Mapping[str, str], method: str) -> list[Access]:
+    return list(CATALOG_ACCESS)
+
+
+def repository_rule(params: Mapping[str, str], method: str) -> list[Access]:
+    """Docker Distribution's rule: reads need pull, writes pull and push, deletes delete."""
+    if method in ("GET", "HEAD"):
+        return repository_access(params["name"], PULL)
+    if method == "DELETE":
+        return repository_access(params["name"], DELETE)
+    return repository_access(params["name"], PULL, PUSH)
+
+
+def upload_rule(params: Mapping[str, str], method: str) -> list[Access]:
+    """Every step of an upload, its status and its cancellation are part of a push."""
+    return repository_access(params["name"], PULL, PUSH)
 
 
 @dataclass(frozen=True)
@@ -25,6 +51,7 @@ class Route:
     name: str
     pattern: re.Pattern[str]
     methods: Mapping[str, Handler]
+    access: AccessRule
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.match(path)
@@ -33,16 +60,16 @@ class Route:
         return {key: unquote(value) for key, value in found.groupdict().items()}
 
 
-def _route(name: str, pattern: str, methods: Mapping[str, Handler]) -> Route:
-    return Route(name, re.compile(f"^{pattern}$", re.DOTALL), methods)
+def _route(name: str, pattern: str, methods: Mapping[str, Handler], access: AccessRule) -> Route:
+    return Route(name, re.compile(f"^{pattern}$", re.DOTALL), methods, access)
 
 
 NAME = r"(?P<name>.+)"
 
 ROUTES: tuple[Route, ...] = (
-    _route("base", r"/v2/?", {"GET": base.version_check, "HEAD": base.version_check}),
-    _route("catalog", r"/v2/_catalog", {"GET": listing.catalog}),
-    _route("tags", rf"/v2/{NAME}/tags/list", {"GET": listing.tags_list}),
+    _route("base", r"/v2/?", {"GET": base.version_check, "HEAD": base.version_check}, no_access),
+    _route("catalog", r"/v2/_catalog", {"GET": listing.catalog}, catalog_access),
+    _route("tags", rf"/v2/{NAME}/tags/list", {"GET": listing.tags_list}, repository_rule),
     _route(
         "manifest",
         rf"/v2/{NAME}/manifests/(?P<reference>[^/]+)",
@@ -52,8 +79,9 @@ ROUTES: tuple[Route, ...] = (
             "PUT": manifests.put_manifest,
             "DELETE": manifests.delete_manifest,
         },
+        repository_rule,
     ),
-    _route("upload_start", rf"/v2/{NAME}/blobs/uploads/?", {"POST": uploads.start_upload}),
+    _route("upload_start", rf"/v2/{NAME}/blobs/uploads/?", {"POST": uploads.start_upload}, upload_rule),
     _route(
         "upload",
         rf"/v2/{NAME}/blobs/uploads/(?P<uuid>[^/]+)",
@@ -63,18 +91,20 @@ ROUTES: tuple[Route, ...] = (
             "PUT": uploads.finish_upload,
             "DELETE": uploads.cancel_upload,
         },
+        upload_rule,
     ),
     _route(
         "blob",
         rf"/v2/{NAME}/blobs/(?P<digest>[^/]+)",
         {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob},
+        repository_rule,
     ),
-    _route("referrers", rf"/v2/{NAME}/referrers/(?P<digest>[^/]+)", {"GET": referrers.list_referrers}),
+    _route("referrers", rf"/v2/{NAME}/referrers/(?P<digest>[^/]+)", {"GET": referrers.list_referrers}, repository_rule),
 )
 
 
 DEBUG_ROUTES: tuple[Route, ...] = (
-    _route("health", r"/debug/health", {"GET": debug.health_status, "HEAD": debug.health_status}),
+    _route("health", r"/debug/health", {"GET": debug.health_status, "HEAD": debug.health_status}, no_access),
 )
 
 

@@ -141,6 +141,18 @@ class Debug(Strict):
         return _check_addr(value, "http.debug.addr") if value else value
 
 
+class Tls(Strict):
+    certificate: str
+    key: str
+    clientcas: list[str] = Field(default_factory=list)
+    minimumtls: Literal["tls1.2", "tls1.3"] = "tls1.2"
+
+    @field_validator("minimumtls", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
 class Http(Strict):
     addr: str = ":5000"
     net: Literal["tcp", "unix"] = "tcp"
@@ -153,6 +165,7 @@ class Http(Strict):
     draintimeout: Duration = 0.0
     headers: dict[str, list[str]] = Field(default_factory=dict)
     debug: Debug = Debug()
+    tls: Tls | None = None
 
     @field_validator("host")
     @classmethod
@@ -233,6 +246,68 @@ class Database(Strict):
     busytimeout: Duration = 30.0
 
 
+class SillyAuth(Strict):
+    realm: str
+    service: str
+
+
+class HtpasswdAuth(Strict):
+    realm: str = "basic-realm"
+    path: str
+    policy: str = ""
+
+
+class TokenAuth(Strict):
+    realm: str = ""
+    service: str
+    issuer: str
+    rootcertbundle: str = ""
+    jwks: str = ""
+    autoredirect: bool = False
+    autoredirectpath: str = "/auth/token"
+    signingalgorithms: list[str] = Field(default_factory=list)
+
+
+class Auth(Strict):
+    """`auth:` holds exactly one access controller."""
+
+    silly: SillyAuth | None = None
+    htpasswd: HtpasswdAuth | None = None
+    token: TokenAuth | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Auth:
+        chosen = [name for name in ("silly", "htpasswd", "token") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"auth needs exactly one of silly, htpasswd, token (found: {', '.join(chosen) or 'none'})")
+        return self
+
+
+class TokenServer(Strict):
+    """Portside's built-in token server (docs/auth.md)."""
+
+    path: str = "/token"
+    addr: str = ""
+    htpasswd: str
+    policy: str = ""
+    keydir: str = ""
+    algorithm: Literal["ES256", "RS256", "EdDSA"] = "ES256"
+    expiration: Duration = 300.0
+    refreshexpiration: Duration = 720 * 3600.0
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not re.match(r"^/[A-Za-z0-9._~/-]*$", value):
+            raise ValueError("tokenserver.path must be an absolute URL path")
+        return value
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        return _check_addr(value, "tokenserver.addr") if value else value
+
+
 class Config(Strict):
     version: str = "0.1"
     log: Log = Log()
@@ -241,6 +316,31 @@ class Config(Strict):
     validation: Validation = Validation()
     catalog: Catalog = Catalog()
     database: Database = Database()
+    auth: Auth | None = None
+    tokenserver: TokenServer | None = None
+
+    @model_validator(mode="after")
+    def _auth_consistent(self) -> Config:
+        token = self.auth.token if self.auth is not None else None
+        if self.tokenserver is not None and token is None:
+            raise ValueError(
+                "tokenserver needs auth.token (its service and issuer), so the tokens it signs are checked"
+            )
+        if token is not None and self.tokenserver is None:
+            if not token.rootcertbundle and not token.jwks:
+                raise ValueError("auth.token needs rootcertbundle or jwks to check token signatures")
+            if not token.realm and not token.autoredirect:
+                raise ValueError("auth.token needs a realm (or autoredirect: true)")
+        return self
+
+    def token_keydir(self) -> str:
+        """Where the built-in token server keeps its key: tokenserver.keydir, else next to the data."""
+        if self.tokenserver is not None and self.tokenserver.keydir:
+            return self.tokenserver.keydir
+        root = "./data"
+        if self.storage.driver == "filesystem":
+            root = self.storage.parameters.get("rootdirectory", root)
+        return os.path.join(os.path.abspath(root), "token")
 
     @field_validator("version", mode="before")
     @classmethod

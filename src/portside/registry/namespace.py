@@ -45,6 +45,10 @@ class Namespace:
         names = await self.store.catalog(last, limit + 1)
         return Page(names[:limit], len(names) > limit)
 
+    async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
+        """Repositories holding a blob, in byte order (to choose a mount source the caller may read)."""
+        return await self.store.repositories_with_blob(digest, limit)
+
     async def purge_uploads(self, age: timedelta, dry_run: bool = False) -> list[str]:
         return await purge_uploads(self.driver, self.store, age, dry_run)
 

@@ -11,6 +11,7 @@ from portside.api.context import Context
 from portside.api.errors import ApiError, ErrorCode
 from portside.api.handlers.blobs import parse_digest
 from portside.api.headers import ByteRange, parse_content_range, upload_range
+from portside.auth.access import PULL, REPOSITORY, Access, Resource
 from portside.digest import Digest
 from portside.reference import ReferenceError, validate_repository_name
 from portside.registry import BlobWriter, NameInvalid, Repository, SizeInvalid
@@ -75,6 +76,18 @@ async def _check_chunk(ctx: Context, repo: Repository, writer: BlobWriter) -> By
     return chunk
 
 
+async def _mount(ctx: Context, repo: Repository, digest: Digest, source: str | None) -> bool:
+    """Mount only from a repository the caller may pull; anything else looks exactly like a missing blob."""
+    if source is not None:
+        return (
+            ctx.may(Access(Resource(REPOSITORY, source), PULL)) and await repo.blobs.mount(digest, source) is not None
+        )
+    for candidate in await ctx.namespace.repositories_with_blob(digest):
+        if ctx.may(Access(Resource(REPOSITORY, candidate), PULL)):
+            return await repo.blobs.mount(digest, candidate) is not None
+    return False
+
+
 async def start_upload(ctx: Context) -> web.StreamResponse:
     repo = ctx.repository()
     mount = ctx.query("mount")
@@ -86,7 +99,7 @@ async def start_upload(ctx: Context) -> web.StreamResponse:
                 validate_repository_name(source)
             except ReferenceError as exc:
                 raise NameInvalid(str(exc), {"name": source[:300]}) from None
-        if await repo.blobs.mount(digest, source) is not None:
+        if await _mount(ctx, repo, digest, source):
             return _created(ctx, repo, digest)
     digest_param = ctx.query("digest")
     if digest_param is not None:
