@@ -28,6 +28,30 @@ def serve(config: str | None, workers: int | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@main.command("token-server")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+def token_server(config: str | None) -> None:
+    """Run the built-in token server alone, on tokenserver.addr (docs/auth.md)."""
+    from aiohttp import web
+
+    from portside import logs
+    from portside.auth.factory import build_issuer
+    from portside.config.schema import split_addr
+    from portside.tokenserver import http
+
+    try:
+        settings = load_config(config)
+        logs.configure(settings.log)
+        if settings.tokenserver is None or not settings.tokenserver.addr:
+            raise ConfigError("token-server needs tokenserver.addr (and auth.token) in the configuration")
+        issuer = build_issuer(settings)
+        assert issuer is not None
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    host, port = split_addr(settings.tokenserver.addr)
+    web.run_app(http.create_app(issuer, settings.tokenserver.path), host=host or None, port=port, print=None)
+
+
 @main.command()
 def version() -> None:
     """Print the version."""
