@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Any
+
 import click
 
 from portside import __version__
@@ -50,6 +54,92 @@ def token_server(config: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     host, port = split_addr(settings.tokenserver.addr)
     web.run_app(http.create_app(issuer, settings.tokenserver.path), host=host or None, port=port, print=None)
+
+
+@main.group()
+def events() -> None:
+    """Inspect and replay notification deliveries (the durable outbox)."""
+
+
+def _store_for(config: str | None) -> tuple[Any, Any]:
+    from portside.service import open_store
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings, open_store(settings)
+
+
+def _status(delivery: Any, threshold: int) -> str:
+    if delivery.delivered_at is not None:
+        return "delivered"
+    return "failed" if delivery.attempts >= threshold else "pending"
+
+
+@events.command("list")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--status", type=click.Choice(["pending", "failed", "delivered"]), help="Only deliveries in this state.")
+@click.option("--endpoint", help="Only deliveries to this endpoint.")
+@click.option("--limit", default=1000, show_default=True, help="At most this many, oldest first.")
+def events_list(config: str | None, status: str | None, endpoint: str | None, limit: int) -> None:
+    """Print deliveries as JSON lines (a delivery is failed once it failed `threshold` times)."""
+    settings, store = _store_for(config)
+    thresholds = {e.name: e.threshold for e in settings.notifications.endpoints}
+
+    async def run() -> None:
+        try:
+            wanted = "pending" if status == "failed" else status
+            for delivery in await store.deliveries(wanted, endpoint, limit=limit):
+                state = _status(delivery, thresholds.get(delivery.endpoint, 1))
+                if status is not None and state != status:
+                    continue
+                click.echo(
+                    json.dumps(
+                        {
+                            "id": delivery.id,
+                            "endpoint": delivery.endpoint,
+                            "status": state,
+                            "attempts": delivery.attempts,
+                            "created_at": delivery.created_at.isoformat(),
+                            "next_attempt_at": delivery.next_attempt_at.isoformat(),
+                            "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+                            "last_error": delivery.last_error,
+                            "event": json.loads(delivery.event),
+                        }
+                    )
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@events.command("replay")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--endpoint", help="Only deliveries to this endpoint.")
+@click.option("--id", "ids", type=int, multiple=True, help="Deliveries to send again (repeatable).")
+@click.option("--failed", is_flag=True, help="Every failed delivery.")
+def events_replay(config: str | None, endpoint: str | None, ids: tuple[int, ...], failed: bool) -> None:
+    """Queue deliveries again; a running registry sends them within a second."""
+    if not ids and not failed:
+        raise click.UsageError("name deliveries with --id, or use --failed")
+    settings, store = _store_for(config)
+    thresholds = {e.name: e.threshold for e in settings.notifications.endpoints}
+
+    async def run() -> int:
+        try:
+            if ids:
+                return int(await store.replay(ids=list(ids), endpoint=endpoint))
+            total = 0
+            for name, threshold in thresholds.items():
+                if endpoint is None or endpoint == name:
+                    total += await store.replay(endpoint=name, failed_after=threshold)
+            return total
+        finally:
+            await store.close()
+
+    click.echo(f"queued {asyncio.run(run())} deliveries again")
 
 
 @main.command()

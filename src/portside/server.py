@@ -21,8 +21,6 @@ from portside.config.schema import split_addr
 if TYPE_CHECKING:
     from aiohttp import web
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
-
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
@@ -58,6 +56,7 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
             "loglevel": {"warn": "warning"}.get(self.config_model.log.level, self.config_model.log.level),
             "proc_name": "portside",
             "control_socket_disable": True,
+            "child_exit": _child_exit,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
@@ -72,11 +71,9 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
             from portside.api.app import create_app
 
             app = create_app(config, migrate=migrate_in_worker)
-            access_log = None if config.log.accesslog.disabled else logging.getLogger("portside.access")
             return web.AppRunner(
                 app,
-                access_log=access_log,
-                access_log_format=ACCESS_LOG_FORMAT,
+                access_log=None,  # the dispatcher writes the access log, with request id, user and repository
                 handle_signals=False,
                 keepalive_timeout=75,
                 shutdown_timeout=config.http.draintimeout or 30,
@@ -115,6 +112,13 @@ def prepare(config: Config) -> None:
         raise ConfigError("the registry could not be prepared (see the error above)")
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    """A worker ended: its live metrics (uploads in progress) must not count any more."""
+    from portside.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
 def serve(config: Config, workers: int | None = None) -> None:
     workers = workers or default_workers()
     if config.storage.driver == "inmemory" and workers > 1:
@@ -122,4 +126,13 @@ def serve(config: Config, workers: int | None = None) -> None:
     if config.storage.driver == "filesystem":
         os.makedirs(config.storage.parameters["rootdirectory"], exist_ok=True)
     prepare(config)
-    PortsideServer(config, workers).run()
+    if config.http.debug.prometheus.enabled:
+        from portside.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+
+        prepare_multiprocess_dir()
+        try:
+            PortsideServer(config, workers).run()
+        finally:
+            remove_multiprocess_dir()
+    else:
+        PortsideServer(config, workers).run()

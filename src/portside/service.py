@@ -9,8 +9,10 @@ from portside.manifest.descriptor import Platform
 from portside.metadata.engine import create_engine
 from portside.metadata.engine import migrate as run_migrations
 from portside.metadata.store import MetadataStore
+from portside.metrics import Metrics
 from portside.registry import Namespace, RegistryOptions
 from portside.storage import factory
+from portside.storage.instrumented import InstrumentedDriver
 
 
 def registry_options(config: Config) -> RegistryOptions:
@@ -26,8 +28,12 @@ def registry_options(config: Config) -> RegistryOptions:
     )
 
 
-def open_store(config: Config) -> MetadataStore:
-    engine = create_engine(config.database_dsn(), busy_timeout_ms=int(config.database.busytimeout * 1000))
+def open_store(config: Config, metrics: Metrics | None = None) -> MetadataStore:
+    engine = create_engine(
+        config.database_dsn(),
+        busy_timeout_ms=int(config.database.busytimeout * 1000),
+        observe=metrics.query if metrics is not None and metrics.enabled else None,
+    )
     return MetadataStore(engine)
 
 
@@ -40,9 +46,11 @@ async def prepare_database(config: Config) -> None:
         await store.close()
 
 
-async def open_namespace(config: Config, *, migrate: bool = False) -> Namespace:
+async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metrics | None = None) -> Namespace:
     driver = factory.create(config.storage.driver, dict(config.storage.parameters))
-    store = open_store(config)
+    if metrics is not None and metrics.enabled:
+        driver = InstrumentedDriver(driver, metrics.storage)
+    store = open_store(config, metrics)
     if migrate:
         await run_migrations(store.engine)
     return Namespace(driver, store, registry_options(config))

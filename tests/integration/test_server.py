@@ -82,7 +82,7 @@ def test_inmemory_storage_serves_a_whole_push_and_pull(registry_factory: Registr
 
 
 class BrokenDriver(InMemoryDriver):
-    async def stat(self, path: str):  # type: ignore[no-untyped-def]
+    async def put_content(self, path: str, content: bytes) -> None:
         raise StorageError("disk on fire")
 
 

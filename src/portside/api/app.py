@@ -1,4 +1,4 @@
-"""The aiohttp application: one dispatcher over the route table, the error mapping, and common headers."""
+"""The aiohttp application: one dispatcher over the route table, and the services it runs for a worker."""
 
 from __future__ import annotations
 
@@ -6,30 +6,37 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
-from portside.api.context import ApiSettings, Context
+from portside.api.context import ApiSettings, Context, Services
 from portside.api.errors import ApiError, ErrorCode, from_library
-from portside.api.routes import DEBUG_ROUTES, ROUTES, resolve
-from portside.auth import AccessController, AuthRequest, Challenge
+from portside.api.handlers import debug as debug_handlers
+from portside.api.routes import DEBUG_ROUTES, ROUTES, Route, resolve
+from portside.auth import AuthRequest, Challenge
 from portside.auth.factory import build_controller, build_issuer
 from portside.config import Config
 from portside.config.schema import split_addr
-from portside.registry import Namespace, RegistryError
+from portside.health import HealthChecker
+from portside.metadata.store import utcnow
+from portside.metrics import Metrics, PrometheusMetrics
+from portside.notifications import Dispatcher, NotificationSink, RequestRecord
+from portside.registry import RegistryError
 from portside.service import open_namespace
-from portside.tokenserver import TokenIssuer
 from portside.tokenserver import http as token_http
 
 log = logging.getLogger("portside.api")
+access_log = logging.getLogger("portside.access")
 
-NAMESPACE = web.AppKey("namespace", Namespace)
-SETTINGS = web.AppKey("settings", ApiSettings)
-CONTROLLER = web.AppKey("controller", AccessController)
-TOKEN_ISSUER = web.AppKey("token_issuer", TokenIssuer)
+SERVICES = web.AppKey("services", Services)
+REQUEST_ID = "X-Request-Id"
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+READ_METHODS = ("GET", "HEAD")
+DELIVERED_RETENTION = timedelta(days=7)
 
 
 def settings_from(config: Config) -> ApiSettings:
@@ -41,6 +48,8 @@ def settings_from(config: Config) -> ApiSettings:
         headers=dict(config.http.headers),
         debug_port=split_addr(config.http.debug.addr)[1] if config.http.debug.addr else None,
         token_path=config.tokenserver.path if config.tokenserver is not None else None,
+        read_only=config.storage.maintenance.readonly.enabled,
+        metrics_path=config.http.debug.prometheus.path if config.http.debug.prometheus.enabled else None,
     )
 
 
@@ -58,6 +67,13 @@ def _on_debug_port(request: web.Request, debug_port: int | None) -> bool:
     return isinstance(sockname, tuple) and sockname[1] == debug_port
 
 
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get(REQUEST_ID, "")
+    if 0 < len(given) <= 200 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
 def _challenge_response(challenge: Challenge) -> web.Response:
     headers = dict(challenge.headers)
     if challenge.www_authenticate:
@@ -66,36 +82,83 @@ def _challenge_response(challenge: Challenge) -> web.Response:
     return ApiError(code, challenge.message, challenge.detail, status=challenge.status, headers=headers).response()
 
 
-async def dispatch(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
+def _not_found() -> web.Response:
+    return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
+
+
+def _read_only(route: Route) -> web.Response:
+    allow = ", ".join(m for m in sorted(route.methods) if m in READ_METHODS)
+    return ApiError(ErrorCode.UNSUPPORTED, "registry is in read-only mode", headers={"Allow": allow}).response()
+
+
+def _sink(ctx: Context) -> NotificationSink | None:
+    notifications = ctx.services.config.notifications
+    if not notifications.active:
+        return None
+    request = ctx.request
+    record = RequestRecord(
+        id=request[REQUEST_ID],
+        addr=request.remote or "",
+        host=request.host,
+        method=request.method,
+        useragent=request.headers.get("User-Agent", ""),
+    )
+    return NotificationSink(
+        notifications.active,
+        record,
+        ctx.grant.user,
+        ctx.base_url(),
+        ctx.services.config.http.addr,
+        notifications.events.includereferences,
+    )
+
+
+async def _route(request: web.Request, services: Services) -> web.StreamResponse:
+    """Find the route, check access, run the handler, and turn every error into the API's answer."""
+    settings = services.settings
     path = _path(request)
     debug = _on_debug_port(request, settings.debug_port)
-    routes = DEBUG_ROUTES if debug else ROUTES
-    if not debug and settings.prefix:
-        if not path.startswith(settings.prefix + "/"):
-            return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
-        path = path[len(settings.prefix) :]
-    if not debug and settings.token_path and path == settings.token_path:
-        return await token_http.handle(request, request.app[TOKEN_ISSUER])
+    if debug:
+        routes = DEBUG_ROUTES
+        if settings.metrics_path and path == settings.metrics_path:
+            request["route"] = "metrics"
+            return await debug_handlers.metrics(Context(request=request, services=services, params={}))
+    else:
+        routes = ROUTES
+        if settings.prefix:
+            if not path.startswith(settings.prefix + "/"):
+                return _not_found()
+            path = path[len(settings.prefix) :]
+        if settings.token_path and path == settings.token_path and services.issuer is not None:
+            request["route"] = "token"
+            return await token_http.handle(request, services.issuer)
     resolved = resolve(path, routes)
     if resolved is None:
-        return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
+        return _not_found()
     route, params = resolved
+    request["route"] = route.name
     handler = route.methods.get(request.method)
     if handler is None:
         allow = ", ".join(sorted(route.methods))
         return ApiError(
             ErrorCode.UNSUPPORTED, f"method {request.method} is not allowed here", headers={"Allow": allow}
         ).response()
-    ctx = Context(request=request, namespace=request.app[NAMESPACE], settings=settings, params=params)
+    if settings.read_only and not debug and request.method not in READ_METHODS:
+        return _read_only(route)
+    ctx = Context(request=request, services=services, params=params)
     try:
         if "name" in params:
-            ctx.repo = ctx.namespace.repository(params["name"])
-        controller = request.app.get(CONTROLLER)
-        if controller is not None and not debug:
-            auth_request = AuthRequest(request.headers.get("Authorization"), request.remote or "", ctx.base_url())
-            ctx.grant = await controller.authorize(auth_request, route.access(params, request.method))
-        return await handler(ctx)
+            request["repository"] = params["name"]
+            services.namespace.repository(params["name"])  # a malformed name is 400 before any challenge
+        if services.controller is not None and not debug:
+            auth = AuthRequest(request.headers.get("Authorization"), request.remote or "", ctx.base_url())
+            ctx.grant = await services.controller.authorize(auth, route.access(params, request.method))
+            request["user"] = ctx.grant.user
+        ctx.events = _sink(ctx)
+        response = await handler(ctx)
+        if ctx.events is not None and services.dispatcher is not None:
+            services.dispatcher.poke()
+        return response
     except ApiError as exc:
         return exc.response()
     except RegistryError as exc:
@@ -109,49 +172,115 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return ApiError(ErrorCode.UNKNOWN).response()
 
 
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Every request: a request id, the route, then one access log line and the request metrics."""
+    services = request.app[SERVICES]
+    request[REQUEST_ID] = _request_id(request)
+    started = time.perf_counter()
+    status = 499
+    response: web.StreamResponse | None = None
+    try:
+        response = await _route(request, services)
+        status = response.status
+        return response
+    finally:
+        seconds = time.perf_counter() - started
+        route = request.get("route", "unknown")
+        received = request.content.total_bytes if request.body_exists else 0
+        sent = 0
+        if response is not None:
+            sent = response.content_length if response.content_length is not None else response.body_length
+        services.metrics.request(route, request.method, status, seconds, received, sent)
+        if not services.config.log.accesslog.disabled:
+            _log_access(request, status, sent, seconds)
+
+
+def _log_access(request: web.Request, status: int, sent: int, seconds: float) -> None:
+    fields = {
+        "request_id": request[REQUEST_ID],
+        "method": request.method,
+        "path": request.path_qs[:2000],
+        "status": status,
+        "bytes": sent,
+        "duration": round(seconds, 6),
+        "remote": request.remote or "",
+        "user_agent": request.headers.get("User-Agent", ""),
+        "user": request.get("user") or "",
+        "repository": request.get("repository") or "",
+    }
+    access_log.info(
+        '%s "%s %s" %d %d %.6f "%s" request_id=%s user=%s repository=%s',
+        fields["remote"],
+        fields["method"],
+        fields["path"],
+        status,
+        sent,
+        seconds,
+        fields["user_agent"],
+        fields["request_id"],
+        fields["user"] or "-",
+        fields["repository"] or "-",
+        extra=fields,
+    )
+
+
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
-    for name, values in request.app[SETTINGS].headers.items():
+    if REQUEST_ID in request:
+        response.headers[REQUEST_ID] = request[REQUEST_ID]
+    for name, values in request.app[SERVICES].settings.headers.items():
         if name not in response.headers:
             for value in values:
                 response.headers.add(name, value)
 
 
-async def _purge_loop(namespace: Namespace, config: Config) -> None:
-    """Purge stale uploads now and then; every worker runs it, and purging is idempotent."""
-    purging = config.storage.maintenance.uploadpurging
+async def _maintenance_loop(services: Services) -> None:
+    """Purge stale uploads and old delivered events now and then; every worker runs it, and it is idempotent."""
+    purging = services.config.storage.maintenance.uploadpurging
     age = timedelta(seconds=purging.age)
     await asyncio.sleep(random.uniform(1, min(60.0, purging.interval)))
     while True:
         try:
-            await namespace.purge_uploads(age, purging.dryrun)
+            if not services.settings.read_only:
+                await services.namespace.purge_uploads(age, purging.dryrun)
+                await services.namespace.store.prune_delivered(utcnow() - DELIVERED_RETENTION)
         except Exception:
-            log.exception("upload purge failed")
+            log.exception("maintenance failed")
         await asyncio.sleep(purging.interval * random.uniform(0.9, 1.1))
 
 
 def create_app(config: Config, *, migrate: bool = False) -> web.Application:
-    """The application for one worker process; its namespace opens when the app starts."""
+    """The application for one worker process; its services start when the app starts."""
     app = web.Application(client_max_size=1024**2)
-    app[SETTINGS] = settings_from(config)
-    controller = build_controller(config)
-    if controller is not None:
-        app[CONTROLLER] = controller
-    issuer = build_issuer(config)
-    if issuer is not None:
-        app[TOKEN_ISSUER] = issuer
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        namespace = await open_namespace(config, migrate=migrate)
-        app[NAMESPACE] = namespace
-        purge = None
+        metrics: Metrics = PrometheusMetrics() if config.http.debug.prometheus.enabled else Metrics()
+        namespace = await open_namespace(config, migrate=migrate, metrics=metrics)
+        services = Services(
+            config=config,
+            settings=settings_from(config),
+            namespace=namespace,
+            controller=build_controller(config),
+            issuer=build_issuer(config),
+            metrics=metrics,
+            health=HealthChecker(namespace, config.health),
+        )
+        if config.notifications.active:
+            services.dispatcher = Dispatcher(namespace.store, config.notifications.active, metrics)
+            services.dispatcher.start()
+        app[SERVICES] = services
+        await services.health.start()
+        maintenance = None
         if config.storage.maintenance.uploadpurging.enabled:
-            purge = asyncio.create_task(_purge_loop(namespace, config))
+            maintenance = asyncio.create_task(_maintenance_loop(services))
         yield
-        if purge is not None:
-            purge.cancel()
+        if maintenance is not None:
+            maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await purge
+                await maintenance
+        if services.dispatcher is not None:
+            await services.dispatcher.stop()
+        await services.health.stop()
         await namespace.close()
 
     app.cleanup_ctx.append(lifecycle)

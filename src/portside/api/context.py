@@ -1,4 +1,4 @@
-"""What a handler gets: the request, the matched route parameters, the namespace and the URL builder."""
+"""What a handler gets: the request, the matched route parameters, the worker's services and the URL builder."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from portside.auth import Access, AllowAll, Grant
+from portside.auth import Access, AccessController, AllowAll, Grant
+from portside.config import Config
+from portside.health import HealthChecker
+from portside.metrics import Metrics
+from portside.notifications import Dispatcher, NotificationSink
 from portside.registry import Namespace, Repository
+from portside.tokenserver import TokenIssuer
 
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """The parts of configuration the HTTP layer needs."""
+    """The parts of configuration the HTTP layer needs on every request."""
 
     prefix: str = ""
     host: str = ""
@@ -22,20 +27,44 @@ class ApiSettings:
     headers: dict[str, list[str]] = field(default_factory=dict)
     debug_port: int | None = None
     token_path: str | None = None
+    read_only: bool = False
+    metrics_path: str | None = None
+
+
+@dataclass
+class Services:
+    """One worker's long-lived parts, built when its app starts."""
+
+    config: Config
+    settings: ApiSettings
+    namespace: Namespace
+    controller: AccessController | None
+    issuer: TokenIssuer | None
+    metrics: Metrics
+    health: HealthChecker
+    dispatcher: Dispatcher | None = None
 
 
 @dataclass
 class Context:
     request: web.Request
-    namespace: Namespace
-    settings: ApiSettings
+    services: Services
     params: dict[str, str]
     grant: Grant = field(default_factory=AllowAll)
+    events: NotificationSink | None = None
     repo: Repository | None = None
+
+    @property
+    def namespace(self) -> Namespace:
+        return self.services.namespace
+
+    @property
+    def settings(self) -> ApiSettings:
+        return self.services.settings
 
     def repository(self) -> Repository:
         if self.repo is None:
-            self.repo = self.namespace.repository(self.params["name"])
+            self.repo = self.namespace.repository(self.params["name"], self.events)
         return self.repo
 
     def may(self, access: Access) -> bool:

@@ -67,8 +67,13 @@ class UploadPurging(Strict):
         return self
 
 
+class ReadOnly(Strict):
+    enabled: bool = False
+
+
 class Maintenance(Strict):
     uploadpurging: UploadPurging = UploadPurging()
+    readonly: ReadOnly = ReadOnly()
 
 
 class FilesystemParameters(Strict):
@@ -130,10 +135,16 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class Prometheus(Strict):
+    enabled: bool = False
+    path: str = "/metrics"
+
+
 class Debug(Strict):
-    """The debug server: `/debug/health` on its own address, away from the registry's clients."""
+    """The debug server: `/debug/health` and metrics on their own address, away from the registry's clients."""
 
     addr: str = ""
+    prometheus: Prometheus = Prometheus()
 
     @field_validator("addr")
     @classmethod
@@ -308,6 +319,104 @@ class TokenServer(Strict):
         return _check_addr(value, "tokenserver.addr") if value else value
 
 
+class EndpointIgnore(Strict):
+    mediatypes: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+
+
+class Endpoint(Strict):
+    name: str
+    url: str
+    disabled: bool = False
+    headers: dict[str, list[str]] = Field(default_factory=dict)
+    timeout: Duration = 1.0
+    threshold: int = Field(default=10, ge=1)
+    backoff: Duration = 1.0
+    ignoredmediatypes: list[str] = Field(default_factory=list)
+    ignore: EndpointIgnore = EndpointIgnore()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("notifications endpoint url must be an http:// or https:// URL")
+        return value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _header_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+    @field_validator("timeout", "backoff")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+
+class NotificationEvents(Strict):
+    includereferences: bool = False
+
+
+class Notifications(Strict):
+    events: NotificationEvents = NotificationEvents()
+    endpoints: list[Endpoint] = Field(default_factory=list)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique(cls, value: list[Endpoint]) -> list[Endpoint]:
+        names = [e.name for e in value]
+        if len(names) != len(set(names)):
+            raise ValueError("notification endpoint names must be unique")
+        return value
+
+    @property
+    def active(self) -> list[Endpoint]:
+        return [e for e in self.endpoints if not e.disabled]
+
+
+class StorageDriverHealth(Strict):
+    enabled: bool = True
+    interval: Duration = 10.0
+    threshold: int = Field(default=3, ge=1)
+
+
+class FileHealth(Strict):
+    file: str
+    interval: Duration = 10.0
+
+
+class HttpHealth(Strict):
+    uri: str
+    headers: dict[str, list[str]] = Field(default_factory=dict)
+    statuscode: int = 200
+    timeout: Duration = 3.0
+    interval: Duration = 10.0
+    threshold: int = Field(default=1, ge=1)
+
+
+class TcpHealth(Strict):
+    addr: str
+    timeout: Duration = 3.0
+    interval: Duration = 10.0
+    threshold: int = Field(default=1, ge=1)
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        return _check_addr(value, "health.tcp.addr")
+
+
+class Health(Strict):
+    storagedriver: StorageDriverHealth = StorageDriverHealth()
+    file: list[FileHealth] = Field(default_factory=list)
+    http: list[HttpHealth] = Field(default_factory=list)
+    tcp: list[TcpHealth] = Field(default_factory=list)
+
+
 class Config(Strict):
     version: str = "0.1"
     log: Log = Log()
@@ -318,6 +427,14 @@ class Config(Strict):
     database: Database = Database()
     auth: Auth | None = None
     tokenserver: TokenServer | None = None
+    notifications: Notifications = Notifications()
+    health: Health = Health()
+
+    @model_validator(mode="after")
+    def _debug_consistent(self) -> Config:
+        if self.http.debug.prometheus.enabled and not self.http.debug.addr:
+            raise ValueError("http.debug.prometheus needs http.debug.addr: metrics are served by the debug server")
+        return self
 
     @model_validator(mode="after")
     def _auth_consistent(self) -> Config:

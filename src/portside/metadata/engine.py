@@ -8,6 +8,8 @@ writers queue on the busy timeout instead of failing on a lock upgrade), a plain
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,33 @@ def async_url(dsn: str) -> str:
     return url.set(drivername=driver or url.drivername).render_as_string(hide_password=False)
 
 
-def create_engine(dsn: str, busy_timeout_ms: int = 30000, **engine_args: Any) -> AsyncEngine:
+def _observe_queries(engine: AsyncEngine, observe: Callable[[str, float], None]) -> None:
+    """Time every statement, labelled by its verb (select, insert, update, delete, other)."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info.setdefault("portside_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _after(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info["portside_started"].pop()
+        verb = statement.lstrip().split(" ", 1)[0].lower()
+        observe(verb if verb in ("select", "insert", "update", "delete") else "other", time.perf_counter() - started)
+
+
+def create_engine(
+    dsn: str,
+    busy_timeout_ms: int = 30000,
+    observe: Callable[[str, float], None] | None = None,
+    **engine_args: Any,
+) -> AsyncEngine:
+    engine = _create_engine(dsn, busy_timeout_ms, **engine_args)
+    if observe is not None:
+        _observe_queries(engine, observe)
+    return engine
+
+
+def _create_engine(dsn: str, busy_timeout_ms: int, **engine_args: Any) -> AsyncEngine:
     url = make_url(async_url(dsn))
     if not url.drivername.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=True, **engine_args)

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
@@ -23,6 +23,7 @@ from portside.metadata.tables import (
     blobs,
     manifest_references,
     manifests,
+    notification_outbox,
     repositories,
     repository_blobs,
     tags,
@@ -66,6 +67,39 @@ class NewManifest:
     annotations: dict[str, str] | None = None
     blob_refs: Sequence[str] = field(default_factory=tuple)
     manifest_refs: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An event for one notification endpoint, recorded with the change it describes."""
+
+    endpoint: str
+    event: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    endpoint: str
+    event: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    return Delivery(
+        id=row.id,
+        endpoint=row.endpoint,
+        event=row.event,
+        created_at=row.created_at,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -143,6 +177,17 @@ class MetadataStore:
         )
         return int((await conn.execute(stmt)).scalar_one())
 
+    async def _outbox(self, conn: AsyncConnection, entries: Sequence[OutboxEntry]) -> None:
+        if entries:
+            now = utcnow()
+            await conn.execute(
+                notification_outbox.insert(),
+                [
+                    {"endpoint": e.endpoint, "event": e.event, "created_at": now, "next_attempt_at": now}
+                    for e in entries
+                ],
+            )
+
     async def ping(self) -> None:
         await self._read_one(select(1))
 
@@ -195,18 +240,21 @@ class MetadataStore:
             .on_conflict_do_nothing()
         )
 
-    async def link_blob(self, name: str, digest: str, size: int) -> None:
+    async def link_blob(self, name: str, digest: str, size: int, outbox: Sequence[OutboxEntry] = ()) -> None:
         """Record that the blob's bytes are stored and that `name` may use them."""
         async with self._write() as conn:
             await self._link_blob(conn, name, digest, size)
+            await self._outbox(conn, outbox)
 
-    async def unlink_blob(self, name: str, digest: str) -> bool:
+    async def unlink_blob(self, name: str, digest: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
         async with self._write() as conn:
             result = await conn.execute(
                 delete(repository_blobs).where(
                     repository_blobs.c.repository_id == _repo_id(name), repository_blobs.c.digest == digest
                 )
             )
+            if result.rowcount:
+                await self._outbox(conn, outbox)
             return bool(result.rowcount)
 
     # ------------------------------------------------------------------ manifests and tags
@@ -254,12 +302,15 @@ class MetadataStore:
         ordered = [*dict.fromkeys([*blob_refs, *manifest_refs])]
         return [digest for digest in ordered if digest not in found]
 
-    async def put_manifest(self, name: str, new: NewManifest, tag: str | None = None) -> list[str]:
+    async def put_manifest(
+        self, name: str, new: NewManifest, tag: str | None = None, outbox: Sequence[OutboxEntry] = ()
+    ) -> list[str]:
         """Record the manifest (and move `tag` to it) unless references are missing; returns those missing."""
         now = utcnow()
         try:
             async with self._write() as conn:
                 await self._put_manifest(conn, name, new, tag, now)
+                await self._outbox(conn, outbox)
         except _MissingReferences as exc:
             return exc.digests
         return []
@@ -316,12 +367,14 @@ class MetadataStore:
             )
         )
 
-    async def delete_manifest(self, name: str, digest: str) -> bool:
+    async def delete_manifest(self, name: str, digest: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
         """Delete the manifest, its references and every tag on it."""
         async with self._write() as conn:
             result = await conn.execute(
                 delete(manifests).where(manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest)
             )
+            if result.rowcount:
+                await self._outbox(conn, outbox)
             return bool(result.rowcount)
 
     async def set_tag(self, name: str, tag: str, digest: str) -> bool:
@@ -340,9 +393,11 @@ class MetadataStore:
             await self._upsert_tag(conn, row.repository_id, tag, row.id, now)
             return True
 
-    async def delete_tag(self, name: str, tag: str) -> bool:
+    async def delete_tag(self, name: str, tag: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
         async with self._write() as conn:
             result = await conn.execute(delete(tags).where(tags.c.repository_id == _repo_id(name), tags.c.name == tag))
+            if result.rowcount:
+                await self._outbox(conn, outbox)
             return bool(result.rowcount)
 
     async def tags(self, name: str, last: str | None, limit: int | None) -> list[str]:
@@ -395,17 +450,129 @@ class MetadataStore:
             result = await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
             return bool(result.rowcount)
 
-    async def finish_upload(self, upload_id: str, name: str, digest: str, size: int) -> None:
+    async def finish_upload(
+        self, upload_id: str, name: str, digest: str, size: int, outbox: Sequence[OutboxEntry] = ()
+    ) -> None:
         """Link the committed blob into the repository and end the session, atomically."""
         async with self._write() as conn:
             await self._link_blob(conn, name, digest, size)
             await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            await self._outbox(conn, outbox)
 
     async def stale_uploads(self, updated_before: datetime, limit: int = 1000) -> list[UploadRecord]:
         stmt = select(uploads).where(uploads.c.updated_at < updated_before).order_by(uploads.c.updated_at).limit(limit)
         return [
             UploadRecord(row.id, row.repository, row.started_at, row.updated_at) for row in await self._read_all(stmt)
         ]
+
+    # ------------------------------------------------------------------ notification outbox
+
+    async def add_events(self, outbox: Sequence[OutboxEntry]) -> None:
+        """Record events that go with no change (pulls)."""
+        if outbox:
+            async with self._write() as conn:
+                await self._outbox(conn, outbox)
+
+    async def due_endpoints(self) -> dict[str, datetime]:
+        """Endpoints with undelivered events, and when the first of them may be tried."""
+        o = notification_outbox.c
+        head = (
+            select(o.endpoint, func.min(o.id).label("head"))
+            .where(o.delivered_at.is_(None))
+            .group_by(o.endpoint)
+            .subquery()
+        )
+        stmt = select(o.endpoint, o.next_attempt_at, o.claimed_until).join(head, o.id == head.c.head)
+        return {
+            row.endpoint: max(row.next_attempt_at, row.claimed_until or row.next_attempt_at)
+            for row in await self._read_all(stmt)
+        }
+
+    async def claim_deliveries(self, endpoint: str, limit: int, lease_seconds: float) -> list[Delivery]:
+        """The oldest undelivered events of one endpoint, leased to the caller, when their turn has come and no
+        one else holds a lease on that endpoint (so one endpoint's events go out in order)."""
+        o = notification_outbox.c
+        now = utcnow()
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    select(notification_outbox)
+                    .where(o.endpoint == endpoint, o.delivered_at.is_(None))
+                    .order_by(o.id)
+                    .limit(limit)
+                )
+            ).all()
+            if not rows or rows[0].next_attempt_at > now:
+                return []
+            if any(row.claimed_until is not None and row.claimed_until > now for row in rows):
+                return []
+            until = now + timedelta(seconds=lease_seconds)
+            ids = [row.id for row in rows]
+            await conn.execute(update(notification_outbox).where(o.id.in_(ids)).values(claimed_until=until))
+            return [_delivery(row) for row in rows]
+
+    async def mark_delivered(self, ids: Sequence[int]) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(notification_outbox)
+                .where(notification_outbox.c.id.in_(ids))
+                .values(delivered_at=utcnow(), claimed_until=None, last_error=None)
+            )
+
+    async def mark_failed(self, ids: Sequence[int], error: str, retry_at: datetime) -> None:
+        o = notification_outbox.c
+        async with self._write() as conn:
+            await conn.execute(
+                update(notification_outbox)
+                .where(o.id.in_(ids))
+                .values(attempts=o.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at, claimed_until=None)
+            )
+
+    async def deliveries(
+        self, status: str | None = None, endpoint: str | None = None, failed_after: int = 1, limit: int = 1000
+    ) -> list[Delivery]:
+        """Outbox rows, oldest first; `status` is pending, failed (at least `failed_after` attempts) or delivered."""
+        o = notification_outbox.c
+        stmt = select(notification_outbox).order_by(o.id).limit(limit)
+        if endpoint is not None:
+            stmt = stmt.where(o.endpoint == endpoint)
+        if status == "delivered":
+            stmt = stmt.where(o.delivered_at.is_not(None))
+        elif status == "pending":
+            stmt = stmt.where(o.delivered_at.is_(None))
+        elif status == "failed":
+            stmt = stmt.where(o.delivered_at.is_(None), o.attempts >= failed_after)
+        return [_delivery(row) for row in await self._read_all(stmt)]
+
+    async def replay(
+        self, ids: Sequence[int] = (), endpoint: str | None = None, failed_after: int | None = None
+    ) -> int:
+        """Queue deliveries again, now: those in `ids`, or those with at least `failed_after` failed attempts."""
+        o = notification_outbox.c
+        stmt = update(notification_outbox).values(
+            delivered_at=None, attempts=0, next_attempt_at=utcnow(), claimed_until=None
+        )
+        if ids:
+            stmt = stmt.where(o.id.in_(ids))
+        elif failed_after is not None:
+            stmt = stmt.where(o.delivered_at.is_(None), o.attempts >= failed_after)
+        else:
+            return 0
+        if endpoint is not None:
+            stmt = stmt.where(o.endpoint == endpoint)
+        async with self._write() as conn:
+            return int((await conn.execute(stmt)).rowcount)
+
+    async def pending_counts(self) -> dict[str, int]:
+        o = notification_outbox.c
+        stmt = select(o.endpoint, func.count().label("n")).where(o.delivered_at.is_(None)).group_by(o.endpoint)
+        return {row.endpoint: int(row.n) for row in await self._read_all(stmt)}
+
+    async def prune_delivered(self, before: datetime) -> int:
+        o = notification_outbox.c
+        async with self._write() as conn:
+            result = await conn.execute(delete(notification_outbox).where(o.delivered_at < before))
+            return int(result.rowcount)
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table, for tooling and tests."""
@@ -428,8 +595,10 @@ __all__ = [
     "BLOB_REF",
     "MANIFEST_REF",
     "BlobRecord",
+    "Delivery",
     "ManifestRecord",
     "MetadataStore",
     "NewManifest",
+    "OutboxEntry",
     "UploadRecord",
 ]

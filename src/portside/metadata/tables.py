@@ -128,3 +128,18 @@ uploads = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_uploads_updated_at", "updated_at"),
 )
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Index("ix_notification_outbox_pending", "endpoint", "delivered_at", "id"),
+)

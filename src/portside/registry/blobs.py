@@ -6,11 +6,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from portside.digest import CANONICAL, Digest
 from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore, utcnow
 from portside.registry.errors import BlobUnknown, BlobUploadUnknown, NameUnknown, Unsupported
+from portside.registry.events import DELETE, MOUNT, PUSH, EventSink, entries
 from portside.registry.options import RegistryOptions
 from portside.registry.uploads import BLOB_MEDIA_TYPE, BlobWriter, HashStateCache
 from portside.storage import paths
@@ -46,12 +48,17 @@ class BlobStore:
         store: MetadataStore,
         options: RegistryOptions,
         hash_states: HashStateCache,
+        events: EventSink | None = None,
     ) -> None:
         self.repository = repository
         self._driver = driver
         self._store = store
         self._options = options
         self._hash_states = hash_states
+        self._events = events
+
+    def _target(self, digest: Digest, size: int, **extra: str) -> dict[str, Any]:
+        return {"mediaType": BLOB_MEDIA_TYPE, "digest": digest, "size": size, "repository": self.repository, **extra}
 
     async def _unknown(self, digest: Digest) -> Exception:
         if not await self._store.repository_exists(self.repository):
@@ -85,14 +92,16 @@ class BlobStore:
         digest = Digest.of(content, algorithm)
         if await self._store.blob(digest) is None:
             await self._driver.put_content(paths.blob_data(digest), content)
-        await self._store.link_blob(self.repository, digest, len(content))
+        outbox = entries(self._events, PUSH, self._target(digest, len(content)))
+        await self._store.link_blob(self.repository, digest, len(content), outbox)
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=len(content))
 
     async def delete(self, digest: Digest) -> None:
         """Unlink the blob from this repository; its bytes stay for other repositories and garbage collection."""
         if not self._options.delete_enabled:
             raise Unsupported("blob deletion is disabled (storage.delete.enabled)")
-        if not await self._store.unlink_blob(self.repository, digest):
+        outbox = entries(self._events, DELETE, {"repository": self.repository, "digest": digest})
+        if not await self._store.unlink_blob(self.repository, digest, outbox):
             raise await self._unknown(digest)
 
     async def mount(self, digest: Digest, source: str | None) -> Descriptor | None:
@@ -105,7 +114,10 @@ class BlobStore:
                 record = None
         if record is None:
             return None
-        await self._store.link_blob(self.repository, digest, record.size)
+        target = self._target(digest, record.size)
+        if source is not None:
+            target["fromRepository"] = source
+        await self._store.link_blob(self.repository, digest, record.size, entries(self._events, MOUNT, target))
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
 
     def _writer(self, upload_id: str, started_at: datetime, persisted: bool) -> BlobWriter:
@@ -118,6 +130,7 @@ class BlobStore:
             cache=self._hash_states,
             persisted=persisted,
             block_size=self._options.upload_block_size,
+            events=self._events,
         )
 
     async def create(self, persist: bool = True, algorithms: Iterable[str] = (CANONICAL,)) -> BlobWriter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from portside.digest import CANONICAL, Digest, DigestError, is_digest_like
 from portside.manifest import mediatypes as mt
 from portside.manifest.descriptor import Descriptor
@@ -18,6 +20,7 @@ from portside.registry.errors import (
     TagInvalid,
     Unsupported,
 )
+from portside.registry.events import DELETE, PUSH, EventSink, entries
 from portside.registry.options import RegistryOptions
 
 
@@ -36,12 +39,18 @@ def parse_manifest_reference(reference: str) -> tuple[str | None, Digest | None]
 
 class ManifestService:
     def __init__(
-        self, repository: str, store: MetadataStore, schemas: SchemaRegistry, options: RegistryOptions
+        self,
+        repository: str,
+        store: MetadataStore,
+        schemas: SchemaRegistry,
+        options: RegistryOptions,
+        events: EventSink | None = None,
     ) -> None:
         self.repository = repository
         self._store = store
         self._schemas = schemas
         self._options = options
+        self._events = events
 
     async def _unknown(self, reference: str) -> Exception:
         if not await self._store.repository_exists(self.repository):
@@ -131,7 +140,20 @@ class ManifestService:
             blob_refs=blob_refs,
             manifest_refs=manifest_refs,
         )
-        missing = await self._store.put_manifest(self.repository, new, tag)
+        target: dict[str, Any] = {
+            "mediaType": manifest.media_type,
+            "digest": manifest.digest,
+            "size": len(payload),
+            "repository": self.repository,
+            "references": [
+                {"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+                for d in ([manifest.config] if manifest.config else []) + [*manifest.layers, *manifest.manifests]
+            ],
+        }
+        if tag is not None:
+            target["tag"] = tag
+        outbox = entries(self._events, PUSH, target)
+        missing = await self._store.put_manifest(self.repository, new, tag, outbox)
         if missing:
             raise ManifestBlobUnknown(missing)
         return manifest
@@ -140,5 +162,6 @@ class ManifestService:
         """Delete the manifest and every tag that points at it."""
         if not self._options.delete_enabled:
             raise Unsupported("manifest deletion is disabled (storage.delete.enabled)")
-        if not await self._store.delete_manifest(self.repository, digest):
+        outbox = entries(self._events, DELETE, {"repository": self.repository, "digest": digest})
+        if not await self._store.delete_manifest(self.repository, digest, outbox):
             raise await self._unknown(digest)

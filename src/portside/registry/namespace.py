@@ -8,6 +8,7 @@ from portside.manifest.schema import SchemaRegistry, default_registry
 from portside.metadata.store import MetadataStore
 from portside.reference import ReferenceError, validate_repository_name
 from portside.registry.errors import NameInvalid
+from portside.registry.events import EventSink
 from portside.registry.options import Page, RegistryOptions
 from portside.registry.repository import Repository
 from portside.registry.uploads import HashStateCache, purge_uploads
@@ -28,13 +29,14 @@ class Namespace:
         self.schemas = schemas or default_registry()
         self.hash_states = HashStateCache()
 
-    def repository(self, name: str) -> Repository:
-        """The repository called `name` (which need not exist yet); NameInvalid if the name breaks the grammar."""
+    def repository(self, name: str, events: EventSink | None = None) -> Repository:
+        """The repository called `name` (which need not exist yet); NameInvalid if the name breaks the grammar.
+        `events` receives what happens through it (for notifications)."""
         try:
             validate_repository_name(name)
         except ReferenceError as exc:
             raise NameInvalid(str(exc), {"name": name[:300]}) from None
-        return Repository(name, self.driver, self.store, self.schemas, self.options, self.hash_states)
+        return Repository(name, self.driver, self.store, self.schemas, self.options, self.hash_states, events)
 
     async def catalog(self, last: str | None = None, limit: int | None = None) -> Page:
         """Repository names in byte order after `last`: at most `limit`, never more than catalog.maxentries."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from portside.digest import Digest
 from portside.manifest.descriptor import Descriptor
 from portside.manifest.schema import SchemaRegistry
 from portside.metadata.store import MetadataStore
 from portside.registry.blobs import BlobStore
+from portside.registry.events import PULL, EventSink, entries
 from portside.registry.manifests import ManifestService
 from portside.registry.options import RegistryOptions
 from portside.registry.tags import TagService
@@ -23,15 +26,23 @@ class Repository:
         schemas: SchemaRegistry,
         options: RegistryOptions,
         hash_states: HashStateCache,
+        events: EventSink | None = None,
     ) -> None:
         self.name = name
         self._store = store
-        self.blobs = BlobStore(name, driver, store, options, hash_states)
-        self.manifests = ManifestService(name, store, schemas, options)
-        self.tags = TagService(name, store, options)
+        self._events = events
+        self.blobs = BlobStore(name, driver, store, options, hash_states, events)
+        self.manifests = ManifestService(name, store, schemas, options, events)
+        self.tags = TagService(name, store, options, events)
 
     async def exists(self) -> bool:
         return await self._store.repository_exists(self.name)
+
+    async def pulled(self, target: dict[str, Any]) -> None:
+        """Record a pull (a manifest or blob served) for the notification endpoints that want it."""
+        outbox = entries(self._events, PULL, {**target, "repository": self.name})
+        if outbox:
+            await self._store.add_events(outbox)
 
     async def referrers(self, subject: Digest, artifact_type: str | None = None) -> list[Descriptor]:
         """Descriptors of the manifests in this repository whose `subject` is `subject` (an empty list for

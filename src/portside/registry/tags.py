@@ -7,6 +7,7 @@ from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore
 from portside.reference import ReferenceError, validate_tag
 from portside.registry.errors import ManifestUnknown, NameUnknown, TagInvalid, Unsupported
+from portside.registry.events import DELETE, EventSink, entries
 from portside.registry.options import Page, RegistryOptions
 
 # Larger pages are the whole list; the bound keeps page sizes inside a 64-bit SQL LIMIT.
@@ -14,10 +15,13 @@ MAX_PAGE = 2**62
 
 
 class TagService:
-    def __init__(self, repository: str, store: MetadataStore, options: RegistryOptions) -> None:
+    def __init__(
+        self, repository: str, store: MetadataStore, options: RegistryOptions, events: EventSink | None = None
+    ) -> None:
         self.repository = repository
         self._store = store
         self._options = options
+        self._events = events
 
     async def _require_repository(self) -> None:
         if not await self._store.repository_exists(self.repository):
@@ -43,7 +47,8 @@ class TagService:
     async def untag(self, tag: str) -> None:
         if not self._options.delete_enabled:
             raise Unsupported("tag deletion is disabled (storage.delete.enabled)")
-        if not await self._store.delete_tag(self.repository, tag):
+        outbox = entries(self._events, DELETE, {"repository": self.repository, "tag": tag})
+        if not await self._store.delete_tag(self.repository, tag, outbox):
             await self._require_repository()
             raise ManifestUnknown(f"tag {tag} is not in {self.repository}", {"tag": tag})
 

@@ -22,6 +22,7 @@ from portside.digest import CANONICAL, Digest, new_hasher
 from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore, UploadRecord, utcnow
 from portside.registry.errors import DigestInvalid, SizeInvalid
+from portside.registry.events import PUSH, EventSink, entries
 from portside.storage import paths
 from portside.storage.driver import FileWriter, PathNotFound, StorageDriver
 
@@ -75,6 +76,7 @@ class BlobWriter:
         cache: HashStateCache,
         persisted: bool,
         block_size: int,
+        events: EventSink | None = None,
     ) -> None:
         self.repository = repository
         self.id = upload_id
@@ -84,6 +86,7 @@ class BlobWriter:
         self._cache = cache
         self._persisted = persisted
         self._block_size = block_size
+        self._events = events
         self._file: FileWriter | None = None
         self._state = HashState(0)
         self._done = False
@@ -193,10 +196,12 @@ class BlobWriter:
         await self._file.commit()
         if await self._store.blob(expected) is None:
             await self._driver.move(self.data_path, paths.blob_data(expected))
+        target = {"mediaType": BLOB_MEDIA_TYPE, "digest": expected, "size": actual_size, "repository": self.repository}
+        outbox = entries(self._events, PUSH, target)
         if self._persisted:
-            await self._store.finish_upload(self.id, self.repository, expected, actual_size)
+            await self._store.finish_upload(self.id, self.repository, expected, actual_size, outbox)
         else:
-            await self._store.link_blob(self.repository, expected, actual_size)
+            await self._store.link_blob(self.repository, expected, actual_size, outbox)
         self._done = True
         self._cache.drop(self.id)
         await self._remove_files()

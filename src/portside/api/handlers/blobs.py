@@ -47,6 +47,8 @@ async def get_blob(ctx: Context) -> web.StreamResponse:
         headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
     if ctx.request.method == "HEAD":
         return web.Response(status=200, headers={**headers, "Content-Length": str(size)})
+    if ctx.events is not None:
+        await repo.pulled({"mediaType": "application/octet-stream", "digest": digest, "size": size})
     if content.local_path is not None:
         return _sendfile(content, offset, count, status, headers)
     return await _stream(ctx, content, offset, count, status, headers)

@@ -52,6 +52,9 @@ async def get_manifest(ctx: Context) -> web.StreamResponse:
         return web.Response(status=304, headers=headers)
     if ctx.request.method == "HEAD":
         return web.Response(headers={**headers, "Content-Length": str(record.size)})
+    if ctx.events is not None:
+        target = {"mediaType": record.media_type, "digest": record.digest, "size": record.size}
+        await repo.pulled({**target, "tag": tag} if tag is not None else target)
     return web.Response(body=record.payload, headers=headers)
 
 

@@ -45,10 +45,14 @@ async def _receive(ctx: Context, writer: BlobWriter) -> int:
     Bytes that arrived before the client went away stay in the session, which can be resumed from there.
     """
     expected = _content_length(ctx)
+    metrics = ctx.services.metrics
+    metrics.upload_started()
     try:
         received = await writer.write_stream(ctx.request.content.iter_any())
     except (ConnectionError, ClientPayloadError, HttpProcessingError, asyncio.IncompleteReadError) as exc:
         raise ApiError(ErrorCode.BLOB_UPLOAD_INVALID, f"upload body interrupted: {exc}") from None
+    finally:
+        metrics.upload_finished()
     if expected is not None and received != expected:
         raise SizeInvalid(f"received {received} bytes, Content-Length said {expected}")
     return received

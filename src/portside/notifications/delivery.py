@@ -1,0 +1,141 @@
+"""Delivering the outbox: every worker runs a dispatcher; a lease in the metadata store lets only one of them
+send a given endpoint's events at a time, oldest first, and a failing endpoint waits alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from portside.config.schema import Endpoint
+from portside.metadata.store import Delivery, MetadataStore, utcnow
+from portside.metrics import Metrics
+from portside.notifications.events import EVENTS_MEDIA_TYPE
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger("portside.notifications")
+
+BATCH = 100
+IDLE_POLL = 1.0
+MAX_BACKOFF = 300.0
+QUICK_RETRY = 0.5
+
+
+def retry_delay(endpoint: Endpoint, attempts: int) -> float:
+    """Quick retries until `threshold` failures in a row, then `backoff`, doubling, at most five minutes."""
+    if attempts < endpoint.threshold:
+        return QUICK_RETRY
+    return float(min(endpoint.backoff * 2 ** (attempts - endpoint.threshold), MAX_BACKOFF))
+
+
+class Dispatcher:
+    def __init__(self, store: MetadataStore, endpoints: list[Endpoint], metrics: Metrics | None = None) -> None:
+        self.store = store
+        self.endpoints = {e.name: e for e in endpoints}
+        self.metrics = metrics or Metrics()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def poke(self) -> None:
+        """Events were just recorded: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the attempt in progress, then stop; what is not delivered stays for the next start."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                wait = await self._round()
+            except Exception:
+                log.exception("notification delivery round failed")
+                wait = IDLE_POLL
+            self._wake.clear()
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _round(self) -> float:
+        """Deliver what is due; returns how long to sleep before looking again."""
+        due = await self.store.due_endpoints()
+        now = utcnow()
+        wait = IDLE_POLL
+        ready = []
+        for name, when in due.items():
+            if name not in self.endpoints:
+                continue
+            if when <= now:
+                ready.append(name)
+            else:
+                wait = min(wait, max((when - now).total_seconds(), 0.01))
+        if ready:
+            await asyncio.gather(*(self._deliver(self.endpoints[name]) for name in ready))
+            wait = 0.0
+        return wait
+
+    async def _deliver(self, endpoint: Endpoint) -> None:
+        lease = endpoint.timeout * 2 + 5
+        batch = await self.store.claim_deliveries(endpoint.name, BATCH, lease)
+        if not batch:
+            return
+        error = await self._send(endpoint, batch)
+        ids = [d.id for d in batch]
+        if error is None:
+            await self.store.mark_delivered(ids)
+            self.metrics.notification(endpoint.name, len(batch), 0)
+            return
+        attempts = batch[0].attempts + 1
+        delay = retry_delay(endpoint, attempts)
+        log.warning(
+            "delivery of %d event(s) to %s failed (attempt %d, next in %.1fs): %s",
+            len(batch),
+            endpoint.name,
+            attempts,
+            delay,
+            error,
+        )
+        self.metrics.notification(endpoint.name, 0, 1)
+        await self.store.mark_failed(ids, error, utcnow() + timedelta(seconds=delay))
+
+    async def _send(self, endpoint: Endpoint, batch: list[Delivery]) -> str | None:
+        """None when the endpoint took the events, else why not."""
+        import aiohttp
+
+        assert self._session is not None
+        body = json.dumps({"events": [json.loads(d.event) for d in batch]}).encode()
+        headers = [(k, v) for k, values in endpoint.headers.items() for v in values]
+        headers.append(("Content-Type", EVENTS_MEDIA_TYPE))
+        try:
+            async with self._session.post(
+                endpoint.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
+                allow_redirects=False,
+            ) as response:
+                if 200 <= response.status < 400:
+                    return None
+                return f"HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:500]
