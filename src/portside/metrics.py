@@ -17,16 +17,22 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+_OWNER_PID: int | None = None
+
+
 def prepare_multiprocess_dir() -> str:
     """Called by the arbiter before workers start: a new, empty directory for this run's samples."""
+    global _OWNER_PID
     path = tempfile.mkdtemp(prefix="portside-metrics-")
     os.environ[MULTIPROC_ENV] = path
+    _OWNER_PID = os.getpid()
     return path
 
 
 def remove_multiprocess_dir() -> None:
+    """Remove the samples directory, from the arbiter only (workers unwind through the same code on exit)."""
     path = os.environ.get(MULTIPROC_ENV)
-    if path and os.path.basename(path).startswith("portside-metrics-"):
+    if path and os.getpid() == _OWNER_PID and os.path.basename(path).startswith("portside-metrics-"):
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 from portside.config import Config, ConfigError
 from portside.config.schema import split_addr
+from portside.worker import drain_seconds
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -49,7 +50,7 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
             "bind": bind_addresses(self.config_model),
             "workers": self.workers,
             "worker_class": "portside.worker.PortsideWorker",
-            "graceful_timeout": self.config_model.http.draintimeout or 30,
+            "graceful_timeout": int(drain_seconds(self.config_model)) + 5,
             "timeout": 120,
             "keepalive": 75,
             "accesslog": None,
@@ -76,7 +77,7 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
                 access_log=None,  # the dispatcher writes the access log, with request id, user and repository
                 handle_signals=False,
                 keepalive_timeout=75,
-                shutdown_timeout=config.http.draintimeout or 30,
+                shutdown_timeout=1.0,  # the worker drains requests itself before the runner's shutdown
             )
 
         return make_runner

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.workers import base
 
+from portside.config import Config
 from portside.config.schema import Tls
 
 if TYPE_CHECKING:
@@ -32,6 +33,14 @@ PLAIN_HTTP_ON_TLS = (
 )
 TLS_HANDSHAKE_RECORD = 0x16
 FIRST_BYTE_TIMEOUT = 30.0
+
+
+DEFAULT_DRAIN = 30.0
+
+
+def drain_seconds(config: Config) -> float:
+    """How long requests in flight may run on after SIGTERM (http.draintimeout, 30 s when unset)."""
+    return config.http.draintimeout or DEFAULT_DRAIN
 
 
 def tls_context(tls: Tls) -> ssl.SSLContext:
@@ -181,10 +190,29 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), 1.0)
         finally:
+            for site in list(runner.sites):
+                await site.stop()
             for acceptor in acceptors:
                 acceptor.close()
                 await acceptor.wait_closed()
+            await self._drain(runner)
             await runner.cleanup()
+
+    async def _drain(self, runner: web.AppRunner) -> None:
+        """Let requests in flight finish (aiohttp's own shutdown stops reading request bodies at once, which
+        would cut uploads off), for at most http.draintimeout; new requests on open connections are answered
+        with `Connection: close`."""
+        from portside.api.app import SERVICES
+
+        services = runner.app.get(SERVICES)
+        if services is None:
+            return
+        services.draining = True
+        if services.in_flight:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(services.idle.wait(), drain_seconds(self.app.config_model))
+        if services.in_flight:
+            self.log.warning("%d request(s) still running after the drain time; closing them", services.in_flight)
 
     def _wake(self) -> None:
         if self._wakeup is not None:

@@ -179,11 +179,18 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     status = 499
     response: web.StreamResponse | None = None
+    services.in_flight += 1
+    services.idle.clear()
     try:
         response = await _route(request, services)
         status = response.status
+        if services.draining and not response.prepared:
+            response.force_close()
         return response
     finally:
+        services.in_flight -= 1
+        if not services.in_flight:
+            services.idle.set()
         seconds = time.perf_counter() - started
         route = request.get("route", "unknown")
         received = request.content.total_bytes if request.body_exists else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
@@ -43,6 +44,10 @@ class Services:
     metrics: Metrics
     health: HealthChecker
     dispatcher: Dispatcher | None = None
+    # Requests being handled now, and whether the worker is shutting down (answers then close connections).
+    in_flight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    draining: bool = False
 
 
 @dataclass
