@@ -29,10 +29,15 @@ def registry_options(config: Config) -> RegistryOptions:
 
 
 def open_store(config: Config, metrics: Metrics | None = None) -> MetadataStore:
+    database = config.database
     engine = create_engine(
         config.database_dsn(),
-        busy_timeout_ms=int(config.database.busytimeout * 1000),
+        busy_timeout_ms=int(database.busytimeout * 1000),
         observe=metrics.query if metrics is not None and metrics.enabled else None,
+        pool_size=database.pool.maxidle,
+        max_overflow=database.pool.maxopen - database.pool.maxidle,
+        pool_recycle=int(database.pool.maxlifetime),
+        connect_timeout=database.connecttimeout,
     )
     return MetadataStore(engine)
 

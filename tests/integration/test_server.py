@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from portside.health import check
 from portside.metadata.engine import create_engine, migrate
@@ -103,3 +105,27 @@ async def test_health_reports_each_failing_check(tmp_path: Path) -> None:
 def test_inmemory_storage_refuses_several_workers(registry_factory: RegistryFactory, workers: int) -> None:
     with pytest.raises(RuntimeError, match="--workers 1"):
         registry_factory({"storage": {"inmemory": {}, "filesystem": None}}, workers=workers)
+
+
+def test_postgresql_metadata_serves_a_whole_push_and_pull(registry_factory: RegistryFactory) -> None:
+    """The same registry on PostgreSQL: each run gets a database of its own."""
+    import asyncio
+
+    from tests.metadata.conftest import _admin, postgres_admin_dsn
+
+    name = f"portside_it_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    dsn = make_url(postgres_admin_dsn()).set(database=name).render_as_string(hide_password=False)
+    try:
+        reg = registry_factory({"database": {"dsn": dsn, "pool": {"maxidle": 2, "maxopen": 4}}}, workers=2)
+        with httpx.Client(base_url=reg.url, timeout=30) as c:
+            repo = unique_repo("pg")
+            digest, body = push_image(c, repo, tag="v1", layers=2)
+            assert c.get(f"/v2/{repo}/manifests/v1").content == body
+            assert c.get(f"/v2/{repo}/tags/list").json() == {"name": repo, "tags": ["v1"]}
+            assert repo in c.get("/v2/_catalog").json()["repositories"]
+            assert c.delete(f"/v2/{repo}/manifests/{digest}").status_code == 202
+            assert c.get(f"/v2/{repo}/manifests/v1").status_code == 404
+        reg.stop()
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -250,11 +250,35 @@ class Catalog(Strict):
     maxentries: int = Field(default=1000, ge=1)
 
 
+class DatabasePool(Strict):
+    """Connections per worker process (PostgreSQL)."""
+
+    maxidle: int = Field(default=5, ge=1)
+    maxopen: int = Field(default=10, ge=1)
+    maxlifetime: Duration = 1800.0
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DatabasePool:
+        if self.maxopen < self.maxidle:
+            raise ValueError("database.pool.maxopen must be at least maxidle")
+        return self
+
+
 class Database(Strict):
-    """Portside's metadata store. Without a dsn: SQLite next to the filesystem driver's data."""
+    """Portside's metadata store: `sqlite:///PATH` or `postgresql://user:password@host:port/dbname`.
+    Without a dsn: SQLite next to the filesystem driver's data."""
 
     dsn: str = ""
     busytimeout: Duration = 30.0
+    connecttimeout: Duration = 10.0
+    pool: DatabasePool = DatabasePool()
+
+    @field_validator("dsn")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value and not re.match(r"^(sqlite|postgresql|postgres)(\+\w+)?://", value):
+            raise ValueError("database.dsn must start with sqlite:// or postgresql://")
+        return value.replace("postgres://", "postgresql://", 1) if value.startswith("postgres://") else value
 
 
 class SillyAuth(Strict):

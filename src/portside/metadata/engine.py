@@ -51,25 +51,41 @@ def create_engine(
     dsn: str,
     busy_timeout_ms: int = 30000,
     observe: Callable[[str, float], None] | None = None,
-    **engine_args: Any,
+    **pool: Any,
 ) -> AsyncEngine:
-    engine = _create_engine(dsn, busy_timeout_ms, **engine_args)
+    """An engine for `dsn` (sqlite:///PATH, sqlite:// in memory, postgresql://...), with optional timing of
+    every statement; `pool` takes pool_size, max_overflow, pool_recycle and connect_timeout."""
+    engine = _create_engine(dsn, busy_timeout_ms, **pool)
     if observe is not None:
         _observe_queries(engine, observe)
     return engine
 
 
-def _create_engine(dsn: str, busy_timeout_ms: int, **engine_args: Any) -> AsyncEngine:
+def _create_engine(
+    dsn: str,
+    busy_timeout_ms: int,
+    pool_size: int = 5,
+    max_overflow: int = 5,
+    pool_recycle: int = 1800,
+    connect_timeout: float = 10.0,
+) -> AsyncEngine:
     url = make_url(async_url(dsn))
     if not url.drivername.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=True, **engine_args)
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_recycle=pool_recycle,
+            connect_args={"timeout": connect_timeout},
+        )
 
     memory = url.database in (None, "", ":memory:")
     if memory:
         engine = create_async_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         Path(os.path.dirname(os.path.abspath(str(url.database)))).mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, **engine_args)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

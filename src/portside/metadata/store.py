@@ -500,6 +500,7 @@ class MetadataStore:
                     .where(o.endpoint == endpoint, o.delivered_at.is_(None))
                     .order_by(o.id)
                     .limit(limit)
+                    .with_for_update()  # PostgreSQL: concurrent claimers queue here; SQLite holds the write lock
                 )
             ).all()
             if not rows or rows[0].next_attempt_at > now:

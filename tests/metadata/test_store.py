@@ -1,0 +1,159 @@
+"""The metadata store's contract, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from portside.metadata.engine import current_revision, migrate
+from portside.metadata.store import MetadataStore, NewManifest, OutboxEntry, utcnow
+
+A, B, C, D = ("sha256:" + ch * 64 for ch in "abcd")
+
+
+def manifest(digest: str, blobs: tuple[str, ...] = (), children: tuple[str, ...] = (), **extra: object) -> NewManifest:
+    return NewManifest(
+        digest=digest,
+        media_type="application/vnd.oci.image.manifest.v1+json",
+        payload=b'{"x": "' + digest.encode() + b'"}',
+        blob_refs=blobs,
+        manifest_refs=children,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_migrations_are_idempotent(store: MetadataStore) -> None:
+    await migrate(store.engine)
+    assert await current_revision(store.engine) == "0002"
+
+
+async def test_catalog_and_tags_sort_by_byte_value(store: MetadataStore) -> None:
+    for name in ("a_b", "a/b", "a.b", "a-b", "a", "b"):
+        await store.link_blob(name, A, 1)
+    assert await store.catalog(None, 10) == ["a", "a-b", "a.b", "a/b", "a_b", "b"]
+    assert await store.catalog("a.b", 2) == ["a/b", "a_b"]
+    await store.link_blob("t", B, 1)
+    assert await store.put_manifest("t", manifest(C, (B,))) == []
+    for tag in ("b", "Z", "a", "A", "_x", "1"):
+        assert await store.set_tag("t", tag, C)
+    assert await store.tags("t", None, None) == ["1", "A", "Z", "_x", "a", "b"]
+    assert await store.tags("t", "Z", 2) == ["_x", "a"]
+
+
+async def test_blob_links_are_per_repository(store: MetadataStore) -> None:
+    await store.link_blob("one", A, 5)
+    assert await store.blob_in_repository("one", A) is not None
+    assert await store.blob_in_repository("two", A) is None
+    await store.link_blob("two", A, 5)
+    assert await store.repositories_with_blob(A) == ["one", "two"]
+    assert await store.unlink_blob("one", A)
+    assert not await store.unlink_blob("one", A)
+    assert await store.repositories_with_blob(A) == ["two"]
+    blob = await store.blob(A)
+    assert blob is not None
+    assert blob.size == 5
+
+
+async def test_manifest_with_missing_references_writes_nothing(store: MetadataStore) -> None:
+    await store.link_blob("r", A, 1)
+    outbox = [OutboxEntry("hook", '{"action": "push"}')]
+    assert await store.put_manifest("r", manifest(C, (A, B), (D,)), "v1", outbox) == [B, D]
+    assert await store.manifest("r", C) is None
+    assert await store.tags("r", None, None) == []
+    assert await store.pending_counts() == {}
+
+
+async def test_manifest_put_tag_move_and_delete(store: MetadataStore) -> None:
+    await store.link_blob("r", A, 1)
+    assert await store.put_manifest("r", manifest(C, (A,), annotations={"k": "v"}), "v1") == []
+    assert await store.put_manifest("r", manifest(C, (A,)), "v1") == [], "pushing again is harmless"
+    tagged = await store.manifest_by_tag("r", "v1")
+    assert tagged is not None
+    assert tagged.digest == C
+    assert tagged.annotations == {"k": "v"}
+    assert await store.put_manifest("r", manifest(D, (A,), subject_digest=C, artifact_type="x/y"), "v1") == []
+    moved = await store.manifest_by_tag("r", "v1")
+    assert moved is not None
+    assert moved.digest == D
+    assert [m.digest for m in await store.referrers("r", C)] == [D]
+    assert await store.referrers("r", C, "x/z") == []
+    assert await store.set_tag("r", "v2", D)
+    assert not await store.set_tag("r", "v3", B)
+    assert await store.tags_of("r", D) == ["v1", "v2"]
+    assert await store.delete_manifest("r", D)
+    assert await store.tags("r", None, None) == []
+    assert await store.referrers("r", C) == []
+    assert not await store.delete_manifest("r", D)
+
+
+async def test_index_needs_its_children_in_the_repository(store: MetadataStore) -> None:
+    await store.link_blob("r", A, 1)
+    assert await store.put_manifest("r", manifest(C, (A,))) == []
+    assert await store.put_manifest("other", manifest(D, (), (C,))) == [C]
+    assert await store.put_manifest("r", manifest(D, (), (C,)), "list") == []
+
+
+async def test_concurrent_pushes_of_one_manifest_and_tag(store: MetadataStore) -> None:
+    await store.link_blob("r", A, 1)
+    results = await asyncio.gather(*(store.put_manifest("r", manifest(C, (A,)), "same") for _ in range(10)))
+    assert results == [[]] * 10
+    assert await store.tags("r", None, None) == ["same"]
+
+
+async def test_upload_sessions(store: MetadataStore) -> None:
+    record = await store.create_upload("u1", "r")
+    assert (await store.upload("u1")) == record
+    await asyncio.sleep(0.01)
+    await store.touch_upload("u1")
+    touched = await store.upload("u1")
+    assert touched is not None
+    assert touched.updated_at > record.updated_at
+    assert [u.id for u in await store.stale_uploads(utcnow() + timedelta(seconds=1))] == ["u1"]
+    assert await store.stale_uploads(utcnow() - timedelta(hours=1)) == []
+    await store.finish_upload("u1", "r", A, 3, [OutboxEntry("hook", "{}")])
+    assert await store.upload("u1") is None
+    assert await store.blob_in_repository("r", A) is not None
+    assert await store.pending_counts() == {"hook": 1}
+    await store.create_upload("u2", "r")
+    assert await store.delete_upload("u2")
+    assert not await store.delete_upload("u2")
+
+
+async def test_outbox_is_written_with_the_change(store: MetadataStore) -> None:
+    event = [OutboxEntry("hook", '{"n": 1}'), OutboxEntry("audit", '{"n": 1}')]
+    await store.link_blob("r", A, 1, event)
+    assert not await store.unlink_blob("missing", A, event), "no change, no event"
+    assert not await store.delete_tag("r", "none", event)
+    assert await store.pending_counts() == {"hook": 1, "audit": 1}
+    await store.add_events([OutboxEntry("hook", '{"n": 2}')])
+    assert await store.pending_counts() == {"hook": 2, "audit": 1}
+
+
+async def test_one_claimer_per_endpoint_and_in_order(store: MetadataStore) -> None:
+    await store.add_events([OutboxEntry("hook", f'{{"n": {i}}}') for i in range(5)])
+    claims = await asyncio.gather(*(store.claim_deliveries("hook", 3, 30) for _ in range(4)))
+    winners = [c for c in claims if c]
+    assert len(winners) == 1
+    assert [d.event for d in winners[0]] == ['{"n": 0}', '{"n": 1}', '{"n": 2}']
+    assert await store.claim_deliveries("hook", 3, 30) == [], "leased"
+    await store.mark_failed([d.id for d in winners[0]], "HTTP 500", utcnow() + timedelta(hours=1))
+    assert await store.claim_deliveries("hook", 3, 30) == [], "the head waits for its retry time"
+    failed = await store.deliveries("failed", "hook", failed_after=1)
+    assert [(d.attempts, d.last_error) for d in failed] == [(1, "HTTP 500")] * 3
+    assert await store.replay(failed_after=1, endpoint="hook") == 3
+    again = await store.claim_deliveries("hook", 10, 30)
+    assert len(again) == 5
+    await store.mark_delivered([d.id for d in again])
+    assert await store.pending_counts() == {}
+    assert len(await store.deliveries("delivered")) == 5
+    assert await store.prune_delivered(utcnow() + timedelta(seconds=1)) == 5
+
+
+@pytest.mark.parametrize("endpoints", [("a", "b")])
+async def test_due_endpoints(store: MetadataStore, endpoints: tuple[str, ...]) -> None:
+    await store.add_events([OutboxEntry(e, "{}") for e in endpoints])
+    due = await store.due_endpoints()
+    assert set(due) == set(endpoints)
+    assert all(when <= utcnow() for when in due.values())
