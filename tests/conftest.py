@@ -170,6 +170,14 @@ def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
 
 
 @pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An S3-compatible server (moto) for the whole session."""
+    from tests.object_storage import moto_server
+
+    yield from moto_server(tmp_path_factory.mktemp("moto"))
+
+
+@pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """The shared server: filesystem storage, SQLite metadata, deletes enabled, two workers."""
     workdir = tmp_path_factory.mktemp("portside-shared")

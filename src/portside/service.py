@@ -53,6 +53,7 @@ async def prepare_database(config: Config) -> None:
 
 async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metrics | None = None) -> Namespace:
     driver = factory.create(config.storage.driver, dict(config.storage.parameters))
+    await driver.connect()
     if metrics is not None and metrics.enabled:
         driver = InstrumentedDriver(driver, metrics.storage)
     store = open_store(config, metrics)

@@ -19,15 +19,36 @@ from portside.storage import InvalidOffset, InvalidPath, PathNotFound, StorageDr
 from portside.storage.drivers.filesystem import FilesystemDriver
 from portside.storage.drivers.inmemory import InMemoryDriver
 
-DRIVERS: dict[str, Callable[[Path], StorageDriver]] = {
-    "filesystem": lambda tmp: FilesystemDriver(str(tmp / "root")),
-    "inmemory": lambda tmp: InMemoryDriver(),
+
+def _s3(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
+    from portside.storage.drivers.s3 import S3Driver
+    from tests.object_storage import create_bucket, s3_parameters
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    # Small parts, so a few MiB already exercise multipart uploads and multipart copies.
+    return S3Driver(
+        **s3_parameters(  # type: ignore[arg-type]
+            endpoint,
+            create_bucket(endpoint),
+            rootdirectory="/registry",
+            chunksize=5 * 1024 * 1024,
+            multipartcopythresholdsize=6 * 1024 * 1024,
+            multipartcopychunksize=5 * 1024 * 1024,
+        )
+    )
+
+
+DRIVERS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageDriver]] = {
+    "filesystem": lambda request, tmp: FilesystemDriver(str(tmp / "root")),
+    "inmemory": lambda request, tmp: InMemoryDriver(),
+    "s3": _s3,
 }
 
 
 @pytest.fixture(params=sorted(DRIVERS))
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
-    d = DRIVERS[request.param](tmp_path)
+    d = DRIVERS[request.param](request, tmp_path)
+    await d.connect()
     yield d
     await d.close()
 

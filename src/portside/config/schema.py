@@ -85,9 +85,43 @@ class InMemoryParameters(Strict):
     pass
 
 
+class S3Parameters(Strict):
+    """Docker Distribution's `storage.s3` keys."""
+
+    bucket: str
+    region: str = "us-east-1"
+    regionendpoint: str = ""
+    accesskey: str = ""
+    secretkey: str = ""
+    encrypt: bool = False
+    keyid: str = ""
+    secure: bool = True
+    skipverify: bool = False
+    v4auth: bool = True
+    chunksize: int = Field(default=10 * 1024 * 1024, ge=5 * 1024 * 1024)
+    multipartcopychunksize: int = Field(default=32 * 1024 * 1024, ge=5 * 1024 * 1024)
+    multipartcopymaxconcurrency: int = Field(default=100, ge=1)
+    multipartcopythresholdsize: int = Field(default=32 * 1024 * 1024, ge=0)
+    rootdirectory: str = ""
+    storageclass: str = "STANDARD"
+    forcepathstyle: bool = False
+    objectacl: str = "private"
+
+    @field_validator("v4auth")
+    @classmethod
+    def _v4(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("storage.s3.v4auth: false is not supported (S3 requires signature version 4)")
+        return value
+
+    def driver_arguments(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"v4auth"})
+
+
 DRIVER_PARAMETERS: dict[str, type[Strict]] = {
     "filesystem": FilesystemParameters,
     "inmemory": InMemoryParameters,
+    "s3": S3Parameters,
 }
 STORAGE_SETTINGS = ("delete", "redirect", "cache", "maintenance")
 
@@ -117,7 +151,9 @@ class Storage(Strict):
         if driver not in DRIVER_PARAMETERS:
             known = ", ".join(sorted(DRIVER_PARAMETERS))
             raise ValueError(f"unknown storage driver {driver!r} (known: {known})")
-        parameters = DRIVER_PARAMETERS[driver].model_validate(parameters or {}).model_dump()
+        model = DRIVER_PARAMETERS[driver].model_validate(parameters or {})
+        arguments = getattr(model, "driver_arguments", None)
+        parameters = arguments() if arguments is not None else model.model_dump()
         settings = {k: v for k, v in value.items() if k in STORAGE_SETTINGS}
         return {"driver": driver, "parameters": parameters, **settings}
 

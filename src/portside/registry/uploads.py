@@ -118,13 +118,14 @@ class BlobWriter:
                 self._state.hashers[algorithm] = new_hasher(algorithm)
 
     async def stored_size(self) -> int:
-        """Bytes received so far, without opening the session for writing."""
+        """Bytes received so far (the driver's appending writer knows, whatever the backend)."""
         if self._file is not None:
             return self._file.size
+        file = await self._driver.writer(self.data_path, append=True)
         try:
-            return (await self._driver.stat(self.data_path)).size
-        except PathNotFound:
-            return 0
+            return file.size
+        finally:
+            await file.close()
 
     async def _rehash(self, algorithms: Iterable[str]) -> None:
         """Hash the stored bytes again (another process received them, or another algorithm is wanted)."""

@@ -153,6 +153,10 @@ class StorageDriver(ABC):
                 async for sub in self.walk(child):
                     yield sub
 
+    async def connect(self) -> None:
+        """Open clients and connection pools; called once, on the event loop that will use the driver."""
+        return None
+
     async def close(self) -> None:
         """Release connections or threads the driver holds."""
         return None

@@ -34,5 +34,12 @@ def create(name: str, parameters: dict[str, Any]) -> StorageDriver:
     return factory(**parameters)
 
 
+def _s3(**parameters: Any) -> StorageDriver:
+    from portside.storage.drivers.s3 import S3Driver
+
+    return S3Driver(**parameters)
+
+
 register("filesystem", FilesystemDriver)
 register("inmemory", InMemoryDriver)
+register("s3", _s3)

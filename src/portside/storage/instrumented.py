@@ -59,6 +59,9 @@ class InstrumentedDriver(StorageDriver):
         async for info in self.inner.walk(path):
             yield info
 
+    async def connect(self) -> None:
+        await self.inner.connect()
+
     async def close(self) -> None:
         await self.inner.close()
 
