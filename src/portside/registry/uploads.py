@@ -88,34 +88,44 @@ class BlobWriter:
         self._block_size = block_size
         self._events = events
         self._file: FileWriter | None = None
-        self._state = HashState(0)
+        self._state: HashState | None = HashState(0)
         self._done = False
 
     @property
     def size(self) -> int:
-        return self._file.size if self._file is not None else self._state.offset
+        if self._file is not None:
+            return self._file.size
+        return self._state.offset if self._state is not None else 0
 
     @property
     def data_path(self) -> str:
         return paths.upload_data(self.id)
 
     async def open(self, algorithms: Iterable[str] = (CANONICAL,)) -> None:
-        """Open the stored bytes for appending and bring the hash state up to their length."""
+        """Open the stored bytes for appending and bring the hash state up to their length.
+
+        When neither this process's cache nor the stored bytes can give the state (object stores cannot read
+        an upload in progress), the upload continues unhashed and is verified at commit by reading it back.
+        """
         if self._file is None:
             self._file = await self._driver.writer(self.data_path, append=True)
             cached = self._cache.take(self.id)
-            if cached is not None and cached.offset == self._file.size:
-                self._state = cached
-        missing = [a for a in algorithms if a not in self._state.hashers]
+            fresh = cached is None or cached.offset != self._file.size
+            self._state = HashState(0) if fresh else cached
+        if self._state is None:
+            return
         if self._state.offset != self._file.size:
             self._state = HashState(0)
-            missing = list(dict.fromkeys([*algorithms, CANONICAL]))
-        if self._file.size:
-            if missing:
-                await self._rehash(missing)
-        else:
-            for algorithm in missing:
-                self._state.hashers[algorithm] = new_hasher(algorithm)
+        missing = [a for a in dict.fromkeys([*algorithms, CANONICAL]) if a not in self._state.hashers]
+        if not missing:
+            return
+        if self._file.size == 0:
+            self._state.hashers.update({a: new_hasher(a) for a in missing})
+            return
+        try:
+            await self._rehash(missing)
+        except PathNotFound:
+            self._state = None
 
     async def stored_size(self) -> int:
         """Bytes received so far (the driver's appending writer knows, whatever the backend)."""
@@ -127,19 +137,25 @@ class BlobWriter:
         finally:
             await file.close()
 
-    async def _rehash(self, algorithms: Iterable[str]) -> None:
-        """Hash the stored bytes again (another process received them, or another algorithm is wanted)."""
-        assert self._file is not None
-        fresh = {algorithm: new_hasher(algorithm) for algorithm in algorithms}
-        remaining = self._file.size
+    async def _hash_stored(self, algorithms: Iterable[str], length: int) -> dict[str, Any]:
+        hashers = {algorithm: new_hasher(algorithm) for algorithm in algorithms}
+        remaining = length
         async with await self._driver.reader(self.data_path) as reader:
             while remaining:
                 block = await reader.read(min(self._block_size, remaining))
                 if not block:
                     break
-                await asyncio.to_thread(_update, fresh.values(), block)
+                await asyncio.to_thread(_update, hashers.values(), block)
                 remaining -= len(block)
-        self._state.hashers.update(fresh)
+        if remaining:
+            raise PathNotFound(self.data_path)
+        return hashers
+
+    async def _rehash(self, algorithms: Iterable[str]) -> None:
+        """Hash the stored bytes again (another process received them, or another algorithm is wanted)."""
+        assert self._file is not None
+        assert self._state is not None
+        self._state.hashers.update(await self._hash_stored(algorithms, self._file.size))
         self._state.offset = self._file.size
 
     async def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -148,6 +164,8 @@ class BlobWriter:
         assert self._file is not None
         if not data:
             return 0
+        if self._state is None:
+            return await self._file.write(data)
         hashed = asyncio.to_thread(_update, list(self._state.hashers.values()), data)
         _, written = await asyncio.gather(hashed, self._file.write(data))
         self._state.offset += written
@@ -177,8 +195,11 @@ class BlobWriter:
                     await pending
         return total
 
-    def digest(self, algorithm: str) -> Digest:
-        return Digest(f"{algorithm}:{self._state.hashers[algorithm].hexdigest()}")
+    async def _mismatch(self, expected: Digest, actual: Digest, size: int | None, actual_size: int) -> None:
+        await self.cancel()
+        if actual != expected:
+            raise DigestInvalid(f"content digest {actual} does not match {expected}", {"digest": expected})
+        raise SizeInvalid(f"content length {actual_size} does not match {size}")
 
     async def commit(self, expected: Digest, size: int | None = None) -> Descriptor:
         """Verify the bytes against `expected`, move them to the blob's place and link it to the repository.
@@ -188,13 +209,17 @@ class BlobWriter:
         await self.open([expected.algorithm])
         assert self._file is not None
         actual_size = self._file.size
-        actual = self.digest(expected.algorithm)
-        if actual != expected or (size is not None and size != actual_size):
-            await self.cancel()
-            if actual != expected:
-                raise DigestInvalid(f"content digest {actual} does not match {expected}", {"digest": expected})
-            raise SizeInvalid(f"content length {actual_size} does not match {size}")
-        await self._file.commit()
+        if self._state is not None:
+            actual = Digest(f"{expected.algorithm}:{self._state.hashers[expected.algorithm].hexdigest()}")
+            if actual != expected or (size is not None and size != actual_size):
+                await self._mismatch(expected, actual, size, actual_size)
+            await self._file.commit()
+        else:
+            await self._file.commit()
+            hashers = await self._hash_stored([expected.algorithm], actual_size)
+            actual = Digest(f"{expected.algorithm}:{hashers[expected.algorithm].hexdigest()}")
+            if actual != expected or (size is not None and size != actual_size):
+                await self._mismatch(expected, actual, size, actual_size)
         if await self._store.blob(expected) is None:
             await self._driver.move(self.data_path, paths.blob_data(expected))
         target = {"mediaType": BLOB_MEDIA_TYPE, "digest": expected, "size": actual_size, "repository": self.repository}
@@ -226,7 +251,7 @@ class BlobWriter:
         """Release the file; the session stays resumable (unless it was committed or cancelled)."""
         if self._file is not None:
             await self._file.close()
-        if not self._done:
+        if not self._done and self._state is not None:
             self._cache.put(self.id, self._state)
 
 
