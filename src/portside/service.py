@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from portside.config import Config
+from portside.config.schema import split_addr
 from portside.manifest.descriptor import Platform
 from portside.metadata.engine import create_engine
 from portside.metadata.engine import migrate as run_migrations
 from portside.metadata.store import MetadataStore
 from portside.metrics import Metrics
 from portside.registry import Namespace, RegistryOptions
+from portside.registry.cache import BlobDescriptorCache, InMemoryCache, NoCache, RedisCache
 from portside.storage import factory
 from portside.storage.instrumented import InstrumentedDriver
 
@@ -59,4 +62,32 @@ async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metr
     store = open_store(config, metrics)
     if migrate:
         await run_migrations(store.engine)
-    return Namespace(driver, store, registry_options(config))
+    return Namespace(driver, store, registry_options(config), cache=open_cache(config))
+
+
+def open_cache(config: Config) -> BlobDescriptorCache:
+    kind = config.storage.cache.blobdescriptor
+    if kind == "inmemory":
+        return InMemoryCache(config.storage.cache.blobdescriptorsize)
+    if kind == "redis":
+        return RedisCache(redis_client(config), config.storage.cache.blobdescriptorsize)
+    return NoCache()
+
+
+def redis_client(config: Config) -> Any:
+    import redis.asyncio
+
+    settings = config.redis
+    host, port = split_addr(settings.addr)
+    return redis.asyncio.Redis(
+        host=host or "127.0.0.1",
+        port=port,
+        db=settings.db,
+        username=settings.username or None,
+        password=settings.password or None,
+        ssl=settings.tls.enabled,
+        socket_connect_timeout=settings.dialtimeout,
+        socket_timeout=max(settings.readtimeout, settings.writetimeout),
+        max_connections=settings.pool.maxactive,
+        health_check_interval=30,
+    )

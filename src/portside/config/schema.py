@@ -47,10 +47,10 @@ class Redirect(Strict):
 
 
 class Cache(Strict):
-    """Distribution caches blob descriptors because its storage is slow to stat; Portside answers those
-    lookups from the metadata store. Accepted so existing configurations load unchanged."""
+    """The blob descriptor cache: `inmemory` (per worker; blob sizes) or `redis` (shared; also which
+    repositories hold which blobs). Empty turns it off."""
 
-    blobdescriptor: Literal["inmemory", ""] = "inmemory"
+    blobdescriptor: Literal["inmemory", "redis", ""] = "inmemory"
     blobdescriptorsize: int = Field(default=10000, ge=1)
 
 
@@ -317,6 +317,35 @@ class Database(Strict):
         return value.replace("postgres://", "postgresql://", 1) if value.startswith("postgres://") else value
 
 
+class RedisPool(Strict):
+    maxidle: int = Field(default=16, ge=0)
+    maxactive: int = Field(default=64, ge=1)
+    idletimeout: Duration = 300.0
+
+
+class RedisTls(Strict):
+    enabled: bool = False
+
+
+class Redis(Strict):
+    """Docker Distribution's `redis:` keys."""
+
+    addr: str = ""
+    username: str = ""
+    password: str = ""
+    db: int = Field(default=0, ge=0)
+    dialtimeout: Duration = 5.0
+    readtimeout: Duration = 5.0
+    writetimeout: Duration = 5.0
+    pool: RedisPool = RedisPool()
+    tls: RedisTls = RedisTls()
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        return _check_addr(value, "redis.addr") if value else value
+
+
 class SillyAuth(Strict):
     realm: str
     service: str
@@ -489,6 +518,13 @@ class Config(Strict):
     tokenserver: TokenServer | None = None
     notifications: Notifications = Notifications()
     health: Health = Health()
+    redis: Redis = Redis()
+
+    @model_validator(mode="after")
+    def _redis_consistent(self) -> Config:
+        if self.storage.cache.blobdescriptor == "redis" and not self.redis.addr:
+            raise ValueError("storage.cache.blobdescriptor: redis needs redis.addr")
+        return self
 
     @model_validator(mode="after")
     def _debug_consistent(self) -> Config:

@@ -11,6 +11,7 @@ from typing import Any
 from portside.digest import CANONICAL, Digest
 from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore, utcnow
+from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import BlobUnknown, BlobUploadUnknown, NameUnknown, Unsupported
 from portside.registry.events import DELETE, MOUNT, PUSH, EventSink, entries
 from portside.registry.options import RegistryOptions
@@ -49,6 +50,7 @@ class BlobStore:
         options: RegistryOptions,
         hash_states: HashStateCache,
         events: EventSink | None = None,
+        cache: BlobDescriptorCache | None = None,
     ) -> None:
         self.repository = repository
         self._driver = driver
@@ -56,6 +58,7 @@ class BlobStore:
         self._options = options
         self._hash_states = hash_states
         self._events = events
+        self._cache = cache or NoCache()
 
     def _target(self, digest: Digest, size: int, **extra: str) -> dict[str, Any]:
         return {"mediaType": BLOB_MEDIA_TYPE, "digest": digest, "size": size, "repository": self.repository, **extra}
@@ -66,10 +69,14 @@ class BlobStore:
         return BlobUnknown(f"blob {digest} is not in {self.repository}", {"digest": digest})
 
     async def stat(self, digest: Digest) -> Descriptor:
-        record = await self._store.blob_in_repository(self.repository, digest)
-        if record is None:
-            raise await self._unknown(digest)
-        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
+        size = await self._cache.linked_size(self.repository, digest)
+        if size is None:
+            record = await self._store.blob_in_repository(self.repository, digest)
+            if record is None:
+                raise await self._unknown(digest)
+            size = record.size
+            await self._cache.remember_link(self.repository, digest, size)
+        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=size)
 
     async def open(self, digest: Digest, method: str = "GET") -> BlobContent:
         descriptor = await self.stat(digest)
@@ -90,8 +97,9 @@ class BlobStore:
     async def put(self, content: bytes, algorithm: str = CANONICAL) -> Descriptor:
         """Store a small blob in one call."""
         digest = Digest.of(content, algorithm)
-        if await self._store.blob(digest) is None:
+        if await self._cache.blob_size(digest) is None and await self._store.blob(digest) is None:
             await self._driver.put_content(paths.blob_data(digest), content)
+        await self._cache.remember_blob(digest, len(content))
         outbox = entries(self._events, PUSH, self._target(digest, len(content)))
         await self._store.link_blob(self.repository, digest, len(content), outbox)
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=len(content))
@@ -103,6 +111,7 @@ class BlobStore:
         outbox = entries(self._events, DELETE, {"repository": self.repository, "digest": digest})
         if not await self._store.unlink_blob(self.repository, digest, outbox):
             raise await self._unknown(digest)
+        await self._cache.forget_link(self.repository, digest)
 
     async def mount(self, digest: Digest, source: str | None) -> Descriptor | None:
         """Link a blob another repository holds (any repository when `source` is None); None if none does."""
@@ -118,6 +127,7 @@ class BlobStore:
         if source is not None:
             target["fromRepository"] = source
         await self._store.link_blob(self.repository, digest, record.size, entries(self._events, MOUNT, target))
+        await self._cache.remember_link(self.repository, digest, record.size)
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
 
     def _writer(self, upload_id: str, started_at: datetime, persisted: bool) -> BlobWriter:
@@ -131,6 +141,7 @@ class BlobStore:
             persisted=persisted,
             block_size=self._options.upload_block_size,
             events=self._events,
+            descriptors=self._cache,
         )
 
     async def create(self, persist: bool = True, algorithms: Iterable[str] = (CANONICAL,)) -> BlobWriter:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from portside.manifest.schema import SchemaRegistry, default_registry
 from portside.metadata.store import MetadataStore
 from portside.reference import ReferenceError, validate_repository_name
+from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import NameInvalid
 from portside.registry.events import EventSink
 from portside.registry.options import Page, RegistryOptions
@@ -22,11 +23,13 @@ class Namespace:
         store: MetadataStore,
         options: RegistryOptions | None = None,
         schemas: SchemaRegistry | None = None,
+        cache: BlobDescriptorCache | None = None,
     ) -> None:
         self.driver = driver
         self.store = store
         self.options = options or RegistryOptions()
         self.schemas = schemas or default_registry()
+        self.cache: BlobDescriptorCache = cache or NoCache()
         self.hash_states = HashStateCache()
 
     def repository(self, name: str, events: EventSink | None = None) -> Repository:
@@ -36,7 +39,9 @@ class Namespace:
             validate_repository_name(name)
         except ReferenceError as exc:
             raise NameInvalid(str(exc), {"name": name[:300]}) from None
-        return Repository(name, self.driver, self.store, self.schemas, self.options, self.hash_states, events)
+        return Repository(
+            name, self.driver, self.store, self.schemas, self.options, self.hash_states, events, self.cache
+        )
 
     async def catalog(self, last: str | None = None, limit: int | None = None) -> Page:
         """Repository names in byte order after `last`: at most `limit`, never more than catalog.maxentries."""
@@ -57,3 +62,4 @@ class Namespace:
     async def close(self) -> None:
         await self.driver.close()
         await self.store.close()
+        await self.cache.close()

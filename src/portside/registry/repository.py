@@ -9,6 +9,7 @@ from portside.manifest.descriptor import Descriptor
 from portside.manifest.schema import SchemaRegistry
 from portside.metadata.store import MetadataStore
 from portside.registry.blobs import BlobStore
+from portside.registry.cache import BlobDescriptorCache
 from portside.registry.events import PULL, EventSink, entries
 from portside.registry.manifests import ManifestService
 from portside.registry.options import RegistryOptions
@@ -27,11 +28,12 @@ class Repository:
         options: RegistryOptions,
         hash_states: HashStateCache,
         events: EventSink | None = None,
+        cache: BlobDescriptorCache | None = None,
     ) -> None:
         self.name = name
         self._store = store
         self._events = events
-        self.blobs = BlobStore(name, driver, store, options, hash_states, events)
+        self.blobs = BlobStore(name, driver, store, options, hash_states, events, cache)
         self.manifests = ManifestService(name, store, schemas, options, events)
         self.tags = TagService(name, store, options, events)
 

@@ -21,6 +21,7 @@ from typing import Any
 from portside.digest import CANONICAL, Digest, new_hasher
 from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore, UploadRecord, utcnow
+from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import DigestInvalid, SizeInvalid
 from portside.registry.events import PUSH, EventSink, entries
 from portside.storage import paths
@@ -77,6 +78,7 @@ class BlobWriter:
         persisted: bool,
         block_size: int,
         events: EventSink | None = None,
+        descriptors: BlobDescriptorCache | None = None,
     ) -> None:
         self.repository = repository
         self.id = upload_id
@@ -87,6 +89,7 @@ class BlobWriter:
         self._persisted = persisted
         self._block_size = block_size
         self._events = events
+        self._descriptors = descriptors or NoCache()
         self._file: FileWriter | None = None
         self._state: HashState | None = HashState(0)
         self._done = False
@@ -220,8 +223,9 @@ class BlobWriter:
             actual = Digest(f"{expected.algorithm}:{hashers[expected.algorithm].hexdigest()}")
             if actual != expected or (size is not None and size != actual_size):
                 await self._mismatch(expected, actual, size, actual_size)
-        if await self._store.blob(expected) is None:
+        if await self._descriptors.blob_size(expected) is None and await self._store.blob(expected) is None:
             await self._driver.move(self.data_path, paths.blob_data(expected))
+        await self._descriptors.remember_blob(expected, actual_size)
         target = {"mediaType": BLOB_MEDIA_TYPE, "digest": expected, "size": actual_size, "repository": self.repository}
         outbox = entries(self._events, PUSH, target)
         if self._persisted:
