@@ -15,6 +15,7 @@ from portside.metrics import Metrics
 from portside.registry import Namespace, RegistryOptions
 from portside.registry.cache import BlobDescriptorCache, InMemoryCache, NoCache, RedisCache
 from portside.storage import factory
+from portside.storage import middleware as storage_middleware
 from portside.storage.instrumented import InstrumentedDriver
 
 
@@ -56,6 +57,8 @@ async def prepare_database(config: Config) -> None:
 
 async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metrics | None = None) -> Namespace:
     driver = factory.create(config.storage.driver, dict(config.storage.parameters))
+    for middleware in config.middleware.storage:
+        driver = storage_middleware.wrap(driver, middleware.name, middleware.options)
     await driver.connect()
     if metrics is not None and metrics.enabled:
         driver = InstrumentedDriver(driver, metrics.storage)

@@ -129,3 +129,22 @@ def test_postgresql_metadata_serves_a_whole_push_and_pull(registry_factory: Regi
         reg.stop()
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_redirect_middleware_and_redirect_disable(registry_factory: RegistryFactory) -> None:
+    middleware = {"storage": [{"name": "redirect", "options": {"baseurl": "https://cdn.example.com/"}}]}
+    reg = registry_factory({"middleware": middleware})
+    repo = unique_repo("cdn")
+    with httpx.Client(base_url=reg.url, timeout=30) as c:
+        digest = push_blob(c, repo, b"served by the cdn")
+        r = c.get(f"/v2/{repo}/blobs/{digest}")
+        assert r.status_code == 307
+        encoded = digest.split(":")[1]
+        assert r.headers["Location"] == (
+            f"https://cdn.example.com/docker/registry/v2/blobs/sha256/{encoded[:2]}/{encoded}/data"
+        )
+        assert r.headers["Docker-Content-Digest"] == digest
+    plain = registry_factory({"middleware": middleware, "storage": {"redirect": {"disable": True}}})
+    with httpx.Client(base_url=plain.url, timeout=30) as c:
+        digest = push_blob(c, repo, b"served directly")
+        assert c.get(f"/v2/{repo}/blobs/{digest}").content == b"served directly"

@@ -346,6 +346,44 @@ class Redis(Strict):
         return _check_addr(value, "redis.addr") if value else value
 
 
+class RedirectOptions(Strict):
+    baseurl: str
+
+    @field_validator("baseurl")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("baseurl must be an http:// or https:// URL")
+        return value
+
+
+class CloudFrontOptions(RedirectOptions):
+    privatekey: str
+    keypairid: str
+    duration: Duration = 1200.0
+
+
+STORAGE_MIDDLEWARE_OPTIONS: dict[str, type[Strict]] = {"redirect": RedirectOptions, "cloudfront": CloudFrontOptions}
+
+
+class StorageMiddleware(Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> StorageMiddleware:
+        model = STORAGE_MIDDLEWARE_OPTIONS.get(self.name)
+        if model is None:
+            known = ", ".join(sorted(STORAGE_MIDDLEWARE_OPTIONS))
+            raise ValueError(f"unknown storage middleware {self.name!r} (known: {known})")
+        object.__setattr__(self, "options", model.model_validate(self.options).model_dump())
+        return self
+
+
+class Middleware(Strict):
+    storage: list[StorageMiddleware] = Field(default_factory=list)
+
+
 class SillyAuth(Strict):
     realm: str
     service: str
@@ -519,6 +557,7 @@ class Config(Strict):
     notifications: Notifications = Notifications()
     health: Health = Health()
     redis: Redis = Redis()
+    middleware: Middleware = Middleware()
 
     @model_validator(mode="after")
     def _redis_consistent(self) -> Config:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from portside.storage.driver import FileInfo, FileReader, FileWriter, StorageDriver
+from portside.storage.wrapper import DriverWrapper
 
 T = TypeVar("T")
 Observer = Callable[[str, str, float], None]
 
 
-class InstrumentedDriver(StorageDriver):
+class InstrumentedDriver(DriverWrapper):
     def __init__(self, inner: StorageDriver, observe: Observer) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self._observe = observe
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
@@ -48,22 +48,6 @@ class InstrumentedDriver(StorageDriver):
 
     async def delete(self, path: str) -> None:
         await self._timed("delete", self.inner.delete(path))
-
-    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        return await self.inner.redirect_url(path, method)
-
-    def local_path(self, path: str) -> str | None:
-        return self.inner.local_path(path)
-
-    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
-        async for info in self.inner.walk(path):
-            yield info
-
-    async def connect(self) -> None:
-        await self.inner.connect()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class _TimedWriter(FileWriter):
