@@ -178,6 +178,14 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def azurite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite, the Azure Storage emulator, for the whole session."""
+    from tests.object_storage import azurite
+
+    yield from azurite(tmp_path_factory.mktemp("azurite"))
+
+
+@pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """The shared server: filesystem storage, SQLite metadata, deletes enabled, two workers."""
     workdir = tmp_path_factory.mktemp("portside-shared")

@@ -42,6 +42,15 @@ def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> 
     raise RuntimeError(f"{process.args} did not answer at {url}")
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 def moto_server(workdir: Path) -> Iterator[str]:
     """The endpoint of an S3-compatible server."""
     if os.environ.get("PORTSIDE_TEST_S3"):
@@ -58,8 +67,7 @@ def moto_server(workdir: Path) -> Iterator[str]:
         _wait(endpoint, process)
         yield endpoint
     finally:
-        process.terminate()
-        process.wait(10)
+        _stop(process)
 
 
 def create_bucket(endpoint: str) -> str:
@@ -86,5 +94,55 @@ def s3_parameters(endpoint: str, bucket: str, **extra: object) -> dict[str, obje
         "secretkey": SECRET_KEY,
         "forcepathstyle": True,
         "secure": False,
+        **extra,
+    }
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+TOOLS = Path(__file__).resolve().parent.parent / ".tools" / "node_modules" / ".bin"
+
+
+def azurite(workdir: Path) -> Iterator[str]:
+    """The blob service URL of Azurite (the Azure Storage emulator, from npm)."""
+    if os.environ.get("PORTSIDE_TEST_AZURITE"):
+        yield os.environ["PORTSIDE_TEST_AZURITE"]
+        return
+    binary = shutil.which("azurite-blob", path=str(TOOLS)) or shutil.which("azurite-blob")
+    if binary is None:
+        raise RuntimeError("azurite-blob is not installed (scripts/test installs it with npm into .tools)")
+    port = _free_port()
+    log = (workdir / "azurite.log").open("ab")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(workdir / "azurite"),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    try:
+        _wait(url, process)
+        yield url
+    finally:
+        _stop(process)
+
+
+def azure_parameters(service_url: str, **extra: object) -> dict[str, object]:
+    return {
+        "accountname": AZURITE_ACCOUNT,
+        "accountkey": AZURITE_KEY,
+        "container": f"portside-{uuid.uuid4().hex[:16]}",
+        "serviceurl": service_url,
         **extra,
     }

@@ -38,7 +38,18 @@ def _s3(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
     )
 
 
+def _azure(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
+    from portside.storage.drivers.azure import AzureDriver
+    from tests.object_storage import azure_parameters
+
+    # Small blocks, so a few MiB already span several.
+    return AzureDriver(
+        **azure_parameters(request.getfixturevalue("azurite_url"), rootdirectory="registry", chunksize=1024 * 1024)  # type: ignore[arg-type]
+    )
+
+
 DRIVERS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageDriver]] = {
+    "azure": _azure,
     "filesystem": lambda request, tmp: FilesystemDriver(str(tmp / "root")),
     "inmemory": lambda request, tmp: InMemoryDriver(),
     "s3": _s3,

@@ -118,10 +118,24 @@ class S3Parameters(Strict):
         return self.model_dump(exclude={"v4auth"})
 
 
+class AzureParameters(Strict):
+    """Docker Distribution's `storage.azure` keys, plus `serviceurl` for other endpoints (Azurite, sovereign
+    clouds) and `chunksize` (the block size of uploads)."""
+
+    accountname: str
+    accountkey: str
+    container: str
+    realm: str = "core.windows.net"
+    serviceurl: str = ""
+    rootdirectory: str = ""
+    chunksize: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024, le=4000 * 1024 * 1024)
+
+
 DRIVER_PARAMETERS: dict[str, type[Strict]] = {
     "filesystem": FilesystemParameters,
     "inmemory": InMemoryParameters,
     "s3": S3Parameters,
+    "azure": AzureParameters,
 }
 STORAGE_SETTINGS = ("delete", "redirect", "cache", "maintenance")
 

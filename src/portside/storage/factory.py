@@ -40,6 +40,13 @@ def _s3(**parameters: Any) -> StorageDriver:
     return S3Driver(**parameters)
 
 
+def _azure(**parameters: Any) -> StorageDriver:
+    from portside.storage.drivers.azure import AzureDriver
+
+    return AzureDriver(**parameters)
+
+
 register("filesystem", FilesystemDriver)
+register("azure", _azure)
 register("inmemory", InMemoryDriver)
 register("s3", _s3)
