@@ -186,6 +186,14 @@ def azurite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Google Cloud Storage emulator for the whole session."""
+    from tests.object_storage import gcs_emulator
+
+    yield from gcs_emulator(tmp_path_factory.mktemp("gcs"))
+
+
+@pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """The shared server: filesystem storage, SQLite metadata, deletes enabled, two workers."""
     workdir = tmp_path_factory.mktemp("portside-shared")

@@ -146,3 +146,37 @@ def azure_parameters(service_url: str, **extra: object) -> dict[str, object]:
         "serviceurl": service_url,
         **extra,
     }
+
+
+def gcs_emulator(workdir: Path) -> Iterator[str]:
+    """The endpoint of a Google Cloud Storage emulator (gcp-storage-emulator, from PyPI)."""
+    if os.environ.get("PORTSIDE_TEST_GCS"):
+        yield os.environ["PORTSIDE_TEST_GCS"]
+        return
+    binary = shutil.which("gcp-storage-emulator", path=os.path.dirname(sys.executable)) or "gcp-storage-emulator"
+    port = _free_port()
+    log = (workdir / "gcs.log").open("ab")
+    process = subprocess.Popen(
+        [binary, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait(endpoint, process)
+        yield endpoint
+    finally:
+        _stop(process)
+
+
+def create_gcs_bucket(endpoint: str) -> str:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project="portside", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+    )
+    name = f"portside-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(name)
+    return name

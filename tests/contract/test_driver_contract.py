@@ -48,7 +48,19 @@ def _azure(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
     )
 
 
+def _gcs(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
+    from portside.storage.drivers.gcs import GCSDriver
+    from tests.object_storage import create_gcs_bucket
+
+    endpoint = request.getfixturevalue("gcs_endpoint")
+    # Small parts, so a few MiB already compose several.
+    return GCSDriver(
+        bucket=create_gcs_bucket(endpoint), endpoint=endpoint, rootdirectory="registry", chunksize=256 * 1024
+    )
+
+
 DRIVERS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageDriver]] = {
+    "gcs": _gcs,
     "azure": _azure,
     "filesystem": lambda request, tmp: FilesystemDriver(str(tmp / "root")),
     "inmemory": lambda request, tmp: InMemoryDriver(),

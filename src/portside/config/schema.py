@@ -131,11 +131,24 @@ class AzureParameters(Strict):
     chunksize: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024, le=4000 * 1024 * 1024)
 
 
+class GCSParameters(Strict):
+    """Docker Distribution's `storage.gcs` keys, plus `endpoint` for other endpoints (emulators)."""
+
+    bucket: str
+    keyfile: str = ""
+    credentials: dict[str, Any] | None = None
+    rootdirectory: str = ""
+    chunksize: int = Field(default=5 * 1024 * 1024, ge=256 * 1024)
+    endpoint: str = ""
+    maxthreads: int = Field(default=50, ge=1)
+
+
 DRIVER_PARAMETERS: dict[str, type[Strict]] = {
     "filesystem": FilesystemParameters,
     "inmemory": InMemoryParameters,
     "s3": S3Parameters,
     "azure": AzureParameters,
+    "gcs": GCSParameters,
 }
 STORAGE_SETTINGS = ("delete", "redirect", "cache", "maintenance")
 

@@ -46,7 +46,14 @@ def _azure(**parameters: Any) -> StorageDriver:
     return AzureDriver(**parameters)
 
 
+def _gcs(**parameters: Any) -> StorageDriver:
+    from portside.storage.drivers.gcs import GCSDriver
+
+    return GCSDriver(**parameters)
+
+
 register("filesystem", FilesystemDriver)
+register("gcs", _gcs)
 register("azure", _azure)
 register("inmemory", InMemoryDriver)
 register("s3", _s3)
