@@ -4,6 +4,8 @@ driver, and health checks."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -148,3 +150,40 @@ def test_redirect_middleware_and_redirect_disable(registry_factory: RegistryFact
     with httpx.Client(base_url=plain.url, timeout=30) as c:
         digest = push_blob(c, repo, b"served directly")
         assert c.get(f"/v2/{repo}/blobs/{digest}").content == b"served directly"
+
+
+@pytest.mark.parametrize("backend", ["s3", "azure", "gcs"])
+def test_object_storage_serves_a_whole_push_and_pull(
+    registry_factory: RegistryFactory, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Two workers on object storage: chunks reach either worker, uploads verify, reads redirect or stream."""
+    from tests.object_storage import azure_parameters, create_bucket, create_gcs_bucket, s3_parameters
+
+    if backend == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        storage: dict[str, object] = {"s3": s3_parameters(endpoint, create_bucket(endpoint), chunksize=5 * 1024 * 1024)}
+    elif backend == "azure":
+        storage = {"azure": azure_parameters(request.getfixturevalue("azurite_url"), chunksize=1024 * 1024)}
+    else:
+        endpoint = request.getfixturevalue("gcs_endpoint")
+        storage = {"gcs": {"bucket": create_gcs_bucket(endpoint), "endpoint": endpoint, "chunksize": 256 * 1024}}
+    reg = registry_factory({"storage": {"filesystem": None, **storage}}, workers=2)
+    data = os.urandom(3 * 1024 * 1024 + 77)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    repo = unique_repo(backend)
+    limits = httpx.Limits(max_keepalive_connections=0)  # a new connection per request: both workers serve
+    with httpx.Client(base_url=reg.url, timeout=60, follow_redirects=True, limits=limits) as c:
+        location = c.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+        for start in range(0, len(data), 1024 * 1024):
+            chunk = data[start : start + 1024 * 1024]
+            r = c.patch(location, content=chunk, headers={"Content-Range": f"{start}-{start + len(chunk) - 1}"})
+            assert r.status_code == 202, r.text
+            location = r.headers["Location"]
+        assert c.put(location, params={"digest": digest}).status_code == 201
+        assert c.get(f"/v2/{repo}/blobs/{digest}").content == data
+        ranged = c.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=1000-1999"})
+        assert ranged.content == data[1000:2000]
+        _, body = push_image(c, repo, tag="v1", layers=2)
+        assert c.get(f"/v2/{repo}/manifests/v1").content == body
+        assert c.delete(f"/v2/{repo}/blobs/{digest}").status_code == 202
+        assert c.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
