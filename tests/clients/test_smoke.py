@@ -20,7 +20,8 @@ SMOKE = Path(__file__).with_name("smoke.sh")
 pytestmark = [pytest.mark.clients, pytest.mark.slow]
 
 
-def run_smoke(host: str) -> subprocess.CompletedProcess[str]:
+def run_smoke(host: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """smoke.sh against `host`; `extra` adds environment (REG_USER, REG_PASS)."""
     # podman refuses a run root longer than 50 characters, so the client state goes under /tmp.
     environ = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
     env = {
@@ -30,8 +31,11 @@ def run_smoke(host: str) -> subprocess.CompletedProcess[str]:
         "REQUIRE_REFERRERS": "1",
         "VERBOSE": "1",
         "STEP_TIMEOUT": "120",
+        **extra,
     }
-    return subprocess.run(["bash", str(SMOKE)], env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["bash", str(SMOKE)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_every_client_pushes_and_pulls(registry_factory: RegistryFactory) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from portside import reference
+
 REPOSITORY: Final = "repository"
 REGISTRY: Final = "registry"
 CATALOG: Final = "catalog"
@@ -68,9 +70,15 @@ class Scope:
 
 
 def parse_scope(text: str) -> Scope:
+    """A scope as Docker's scope grammar writes it; repository names must follow the name grammar."""
     match = _SCOPE.match(text)
     if match is None:
         raise ScopeError(f"malformed scope {text[:200]!r}")
+    if match["type"] == REPOSITORY:
+        try:
+            reference.parse(match["name"])
+        except reference.ReferenceError as exc:
+            raise ScopeError(f"malformed scope {text[:200]!r}: {exc}") from None
     actions = tuple(dict.fromkeys(a for a in match["actions"].split(",") if a))
     return Scope(Resource(match["type"], match["name"], match["class"] or ""), actions)
 

@@ -120,9 +120,23 @@ class HtpasswdController(AccessController):
     def _challenge(self, message: str, needed: Sequence[Access]) -> Challenge:
         return Challenge(401, "UNAUTHORIZED", message, f'Basic realm="{self.realm}"', details(needed))
 
+    def _anonymous(self, needed: Sequence[Access]) -> Grant | None:
+        """A grant for a request without credentials, when the policy gives `anonymous` all it needs (`/v2/`
+        itself, which needs no access, still asks for credentials, as it does for everyone)."""
+        if self._policy is None or not needed:
+            return None
+        policy = self._policy.current()
+        if not policy.has_anonymous_rules:
+            return None
+        grant = PolicyGrant(None, policy)
+        return grant if all(grant.allows(access) for access in needed) else None
+
     async def authorize(self, request: AuthRequest, needed: Sequence[Access]) -> Grant:
         credentials = basic_credentials(request.authorization)
         if credentials is None:
+            grant = self._anonymous(needed)
+            if grant is not None:
+                return grant
             raise self._challenge("authentication required", needed)
         user, password = credentials
         if not await self.users.verify(user, password):

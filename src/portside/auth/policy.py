@@ -62,6 +62,10 @@ class Policy:
                 members.setdefault(user, set()).add(group)
         self._groups_of = {user: frozenset(gs) for user, gs in members.items()}
 
+    @property
+    def has_anonymous_rules(self) -> bool:
+        return any(ANONYMOUS in rule.subjects for rule in self.rules)
+
     def allowed(self, user: str | None, resource: Resource) -> frozenset[str]:
         """The actions `user` (None: anonymous) may take on `resource`."""
         groups = self._groups_of.get(user or "", frozenset())

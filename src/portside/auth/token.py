@@ -139,10 +139,11 @@ class TokenVerifier:
                     leeway=LEEWAY,
                     options={"require": ["exp", "iss", "aud"]},
                 )
-            except jwt.InvalidSignatureError as exc:
+            except (jwt.InvalidSignatureError, jwt.InvalidKeyError, TypeError, ValueError) as exc:
+                # Without a kid every trusted key is a candidate; one of another type or curve is not the one.
                 last_error = exc
                 continue
-            except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+            except jwt.InvalidTokenError as exc:
                 raise InvalidToken(str(exc)) from None
             self._accepted[token] = claims
             while len(self._accepted) > self._cache_size:

@@ -80,6 +80,8 @@ async def post_token(request: web.Request, issuer: TokenIssuer) -> web.Response:
     except ScopeError as exc:
         return _oauth_error(400, "invalid_scope", str(exc))
     grant_type = fields.get("grant_type")
+    if not grant_type:
+        return _oauth_error(400, "invalid_request", "grant_type is required")
     offline = False
     try:
         if grant_type == "password":

@@ -1,0 +1,1 @@
+"""Access control and TLS: the `silly`, `htpasswd` and `token` controllers, the built-in token server, TLS."""
