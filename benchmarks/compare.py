@@ -185,14 +185,15 @@ def table(results: dict[str, list[dict[str, Any]]], scenarios: list[str]) -> str
     return "\n".join(lines)
 
 
-def write_report(text: str) -> None:
+def write_report(text: str, begin: str = BEGIN, end: str = END, heading: str = "## Latest run") -> None:
+    """Replace the section between `begin` and `end` in docs/performance.md (added under `heading`)."""
     current = REPORT.read_text() if REPORT.exists() else "# Performance\n\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + block + rest.split(END, 1)[1]
+    block = f"{begin}\n{text}\n{end}"
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        current = head + block + rest.split(end, 1)[1]
     else:
-        current = current.rstrip() + "\n\n" + block + "\n"
+        current = current.rstrip() + f"\n\n{heading}\n\n" + block + "\n"
     REPORT.write_text(current)
 
 
