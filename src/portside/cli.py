@@ -10,6 +10,7 @@ import click
 
 from portside import __version__
 from portside.config import ConfigError, load_config
+from portside.metadata.engine import migrate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,6 +63,7 @@ def events() -> None:
 
 
 def _store_for(config: str | None) -> tuple[Any, Any]:
+    """The configuration and its metadata store (its schema brought up to date, so a fresh one answers)."""
     from portside.service import open_store
 
     try:
@@ -88,7 +90,9 @@ def events_list(config: str | None, status: str | None, endpoint: str | None, li
     thresholds = {e.name: e.threshold for e in settings.notifications.endpoints}
 
     async def run() -> None:
+
         try:
+            await migrate(store.engine)
             wanted = "pending" if status == "failed" else status
             for delivery in await store.deliveries(wanted, endpoint, limit=limit):
                 state = _status(delivery, thresholds.get(delivery.endpoint, 1))
@@ -128,7 +132,9 @@ def events_replay(config: str | None, endpoint: str | None, ids: tuple[int, ...]
     thresholds = {e.name: e.threshold for e in settings.notifications.endpoints}
 
     async def run() -> int:
+
         try:
+            await migrate(store.engine)
             if ids:
                 return int(await store.replay(ids=list(ids), endpoint=endpoint))
             total = 0

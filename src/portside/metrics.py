@@ -84,7 +84,7 @@ class PrometheusMetrics(Metrics):
         self.received = Counter("portside_http_request_bytes", "Request body bytes received", ["route"])
         self.sent = Counter("portside_http_response_bytes", "Response body bytes sent", ["route"])
         self.uploads = Gauge(
-            "portside_uploads_in_progress", "Upload requests receiving bytes", multiprocess_mode="livesum"
+            "portside_upload_requests_in_progress", "Upload requests receiving bytes now", multiprocess_mode="livesum"
         )
         self.storage_duration = Histogram(
             "portside_storage_operation_duration_seconds",

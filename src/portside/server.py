@@ -13,6 +13,7 @@ import multiprocessing
 import os
 from typing import TYPE_CHECKING, Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from portside.config import Config, ConfigError
@@ -39,6 +40,16 @@ def bind_addresses(config: Config) -> list[str]:
     return [main]
 
 
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's own messages go through Portside's log set-up (formatter, fields, level)."""
+
+    def setup(self, cfg: Any) -> None:
+        self.error_log.handlers = []
+        self.error_log.propagate = True
+        self.access_log.handlers = []
+        self.access_log.propagate = False
+
+
 class PortsideServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, config: Config, workers: int) -> None:
         self.config_model = config
@@ -58,6 +69,7 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "portside",
             "control_socket_disable": True,
             "child_exit": _child_exit,
+            "logger_class": GunicornLogger,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)

@@ -147,6 +147,7 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.exit_code = 0
         self._wakeup: asyncio.Event | None = None
+        self._at_once = False
 
     def init_process(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -195,7 +196,8 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
             for acceptor in acceptors:
                 acceptor.close()
                 await acceptor.wait_closed()
-            await self._drain(runner)
+            if not self._at_once:
+                await self._drain(runner)
             await runner.cleanup()
 
     async def _drain(self, runner: web.AppRunner) -> None:
@@ -235,7 +237,9 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
         self._wake()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGQUIT and SIGINT: stop at once, without waiting for requests in flight."""
         self.alive = False
+        self._at_once = True
         self.cfg.worker_int(self)
         self._wake()
 

@@ -459,6 +459,9 @@ class MetadataStore:
             await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
             await self._outbox(conn, outbox)
 
+    async def upload_count(self) -> int:
+        return int((await self._read_one(select(func.count()).select_from(uploads)))[0])  # type: ignore[index]
+
     async def stale_uploads(self, updated_before: datetime, limit: int = 1000) -> list[UploadRecord]:
         stmt = select(uploads).where(uploads.c.updated_at < updated_before).order_by(uploads.c.updated_at).limit(limit)
         return [

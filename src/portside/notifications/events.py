@@ -61,7 +61,7 @@ class NotificationSink:
         if "size" in target:
             target["length"] = target["size"]
         repository, digest = target.get("repository"), target.get("digest")
-        if repository and digest:
+        if repository and digest and action != "delete":
             kind = "blobs" if target.get("mediaType") == "application/octet-stream" else "manifests"
             target["url"] = f"{self._base_url}/v2/{repository}/{kind}/{digest}"
         return {

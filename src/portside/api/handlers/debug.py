@@ -23,8 +23,11 @@ async def health_status(ctx: Context) -> web.StreamResponse:
 
 
 async def metrics(ctx: Context) -> web.StreamResponse:
-    """Prometheus exposition of every worker's samples, and the notification backlog read now."""
-    pending = await ctx.namespace.store.pending_counts() if ctx.services.config.notifications.active else {}
+    """Prometheus exposition of every worker's samples, and what the metadata store holds now: open upload
+    sessions and the notification backlog."""
+    store = ctx.namespace.store
+    pending = await store.pending_counts() if ctx.services.config.notifications.active else {}
+    sessions = await store.upload_count()
 
     def computed() -> Iterable[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -33,6 +36,9 @@ async def metrics(ctx: Context) -> web.StreamResponse:
         for endpoint in ctx.services.config.notifications.active:
             family.add_metric([endpoint.name], pending.get(endpoint.name, 0))
         yield family
+        yield GaugeMetricFamily(
+            "portside_uploads_in_progress", "Upload sessions open (started, not finished)", sessions
+        )
 
     body, content_type = exposition(computed)
     return web.Response(body=body, headers={"Content-Type": content_type})
