@@ -10,7 +10,6 @@ import click
 
 from portside import __version__
 from portside.config import ConfigError, load_config
-from portside.metadata.engine import migrate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,7 +91,7 @@ def events_list(config: str | None, status: str | None, endpoint: str | None, li
     async def run() -> None:
 
         try:
-            await migrate(store.engine)
+            await store.migrate()
             wanted = "pending" if status == "failed" else status
             for delivery in await store.deliveries(wanted, endpoint, limit=limit):
                 state = _status(delivery, thresholds.get(delivery.endpoint, 1))
@@ -134,7 +133,7 @@ def events_replay(config: str | None, endpoint: str | None, ids: tuple[int, ...]
     async def run() -> int:
 
         try:
-            await migrate(store.engine)
+            await store.migrate()
             if ids:
                 return int(await store.replay(ids=list(ids), endpoint=endpoint))
             total = 0

@@ -8,8 +8,8 @@ from typing import Any
 from portside.config import Config
 from portside.config.schema import split_addr
 from portside.manifest.descriptor import Platform
-from portside.metadata.engine import create_engine
 from portside.metadata.engine import migrate as run_migrations
+from portside.metadata.engine import open_database
 from portside.metadata.store import MetadataStore
 from portside.metrics import Metrics
 from portside.registry import Namespace, RegistryOptions
@@ -34,7 +34,7 @@ def registry_options(config: Config) -> RegistryOptions:
 
 def open_store(config: Config, metrics: Metrics | None = None) -> MetadataStore:
     database = config.database
-    engine = create_engine(
+    db = open_database(
         config.database_dsn(),
         busy_timeout_ms=int(database.busytimeout * 1000),
         observe=metrics.query if metrics is not None and metrics.enabled else None,
@@ -43,14 +43,14 @@ def open_store(config: Config, metrics: Metrics | None = None) -> MetadataStore:
         pool_recycle=int(database.pool.maxlifetime),
         connect_timeout=database.connecttimeout,
     )
-    return MetadataStore(engine)
+    return MetadataStore(db)
 
 
 async def prepare_database(config: Config) -> None:
     """Create or upgrade the metadata schema, once, before workers start."""
     store = open_store(config)
     try:
-        await run_migrations(store.engine)
+        await run_migrations(store.db)
     finally:
         await store.close()
 
@@ -64,7 +64,7 @@ async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metr
         driver = InstrumentedDriver(driver, metrics.storage)
     store = open_store(config, metrics)
     if migrate:
-        await run_migrations(store.engine)
+        await run_migrations(store.db)
     return Namespace(driver, store, registry_options(config), cache=open_cache(config))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from portside.metadata.engine import create_engine, migrate
+from portside.metadata.engine import migrate, open_database
 from portside.metadata.store import MetadataStore
 
 POSTGRES_ENV = "PORTSIDE_TEST_POSTGRES"
@@ -55,8 +55,8 @@ async def store_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 
 @pytest.fixture
 async def store(store_dsn: str) -> AsyncIterator[MetadataStore]:
-    engine = create_engine(store_dsn)
-    await migrate(engine)
-    s = MetadataStore(engine)
+    db = open_database(store_dsn)
+    await migrate(db)
+    s = MetadataStore(db)
     yield s
     await s.close()

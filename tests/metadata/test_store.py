@@ -25,8 +25,8 @@ def manifest(digest: str, blobs: tuple[str, ...] = (), children: tuple[str, ...]
 
 
 async def test_migrations_are_idempotent(store: MetadataStore) -> None:
-    await migrate(store.engine)
-    assert await current_revision(store.engine) == "0002"
+    await migrate(store.db)
+    assert await current_revision(store.db) == "0002"
 
 
 async def test_catalog_and_tags_sort_by_byte_value(store: MetadataStore) -> None:

@@ -1,5 +1,8 @@
 """The metadata store: every SQL statement Portside runs, behind typed async methods.
 
+Each method is a plain function of a connection, handed to the `Database` (engine.py) as a read or as one
+write transaction.
+
 The store is the source of truth for what exists. Bytes are written to storage first and recorded here
 afterwards, in one transaction per change, so a crash leaves at worst unreferenced bytes, never a record of
 bytes that are missing.
@@ -8,17 +11,16 @@ bytes that are missing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
 
-from portside.metadata.engine import WRITE_OPTION
+from portside.metadata.engine import Database
 from portside.metadata.tables import (
     blobs,
     manifest_references,
@@ -146,41 +148,38 @@ def _repo_id(name: str) -> Any:
 
 
 class MetadataStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    def __init__(self, database: Database) -> None:
+        self.db = database
+        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.db.dispose()
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+    async def migrate(self) -> None:
+        """Bring the schema up to date (Alembic is imported only here, so serving processes skip it)."""
+        from portside.metadata.engine import migrate
 
-    async def _read_all(self, statement: Any) -> Sequence[Row[Any]]:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(statement)).all()
+        await migrate(self.db)
 
-    async def _read_one(self, statement: Any) -> Row[Any] | None:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(statement)).first()
+    async def _all(self, statement: Any) -> Sequence[Row[Any]]:
+        return await self.db.read(lambda conn: conn.execute(statement).all())
 
-    async def _ensure_repository(self, conn: AsyncConnection, name: str, now: datetime) -> int:
+    async def _first(self, statement: Any) -> Row[Any] | None:
+        return await self.db.read(lambda conn: conn.execute(statement).first())
+
+    def _ensure_repository(self, conn: Connection, name: str, now: datetime) -> int:
         stmt = (
             self._insert(repositories)
             .values(name=name, created_at=now)
             .on_conflict_do_update(index_elements=[repositories.c.name], set_={"name": name})
             .returning(repositories.c.id)
         )
-        return int((await conn.execute(stmt)).scalar_one())
+        return int(conn.execute(stmt).scalar_one())
 
-    async def _outbox(self, conn: AsyncConnection, entries: Sequence[OutboxEntry]) -> None:
+    def _outbox(self, conn: Connection, entries: Sequence[OutboxEntry]) -> None:
         if entries:
             now = utcnow()
-            await conn.execute(
+            conn.execute(
                 notification_outbox.insert(),
                 [
                     {"endpoint": e.endpoint, "event": e.event, "created_at": now, "next_attempt_at": now}
@@ -189,18 +188,18 @@ class MetadataStore:
             )
 
     async def ping(self) -> None:
-        await self._read_one(select(1))
+        await self._first(select(1))
 
     # ------------------------------------------------------------------ repositories
 
     async def repository_exists(self, name: str) -> bool:
-        return await self._read_one(select(repositories.c.id).where(repositories.c.name == name)) is not None
+        return await self._first(select(repositories.c.id).where(repositories.c.name == name)) is not None
 
     async def catalog(self, last: str | None, limit: int) -> list[str]:
         stmt = select(repositories.c.name).order_by(repositories.c.name).limit(limit)
         if last is not None:
             stmt = stmt.where(repositories.c.name > last)
-        return [row.name for row in await self._read_all(stmt)]
+        return [row.name for row in await self._all(stmt)]
 
     # ------------------------------------------------------------------ blobs
 
@@ -211,11 +210,11 @@ class MetadataStore:
             .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
             .where(repositories.c.name == name, blobs.c.digest == digest)
         )
-        row = await self._read_one(stmt)
+        row = await self._first(stmt)
         return None if row is None else BlobRecord(row.digest, row.size)
 
     async def blob(self, digest: str) -> BlobRecord | None:
-        row = await self._read_one(select(blobs.c.digest, blobs.c.size).where(blobs.c.digest == digest))
+        row = await self._first(select(blobs.c.digest, blobs.c.size).where(blobs.c.digest == digest))
         return None if row is None else BlobRecord(row.digest, row.size)
 
     async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
@@ -226,15 +225,13 @@ class MetadataStore:
             .order_by(repositories.c.name)
             .limit(limit)
         )
-        return [row.name for row in await self._read_all(stmt)]
+        return [row.name for row in await self._all(stmt)]
 
-    async def _link_blob(self, conn: AsyncConnection, name: str, digest: str, size: int) -> None:
+    def _link_blob(self, conn: Connection, name: str, digest: str, size: int) -> None:
         now = utcnow()
-        repository_id = await self._ensure_repository(conn, name, now)
-        await conn.execute(
-            self._insert(blobs).values(digest=digest, size=size, created_at=now).on_conflict_do_nothing()
-        )
-        await conn.execute(
+        repository_id = self._ensure_repository(conn, name, now)
+        conn.execute(self._insert(blobs).values(digest=digest, size=size, created_at=now).on_conflict_do_nothing())
+        conn.execute(
             self._insert(repository_blobs)
             .values(repository_id=repository_id, digest=digest, created_at=now)
             .on_conflict_do_nothing()
@@ -242,20 +239,29 @@ class MetadataStore:
 
     async def link_blob(self, name: str, digest: str, size: int, outbox: Sequence[OutboxEntry] = ()) -> None:
         """Record that the blob's bytes are stored and that `name` may use them."""
-        async with self._write() as conn:
-            await self._link_blob(conn, name, digest, size)
-            await self._outbox(conn, outbox)
+
+        def work(conn: Connection) -> None:
+            self._link_blob(conn, name, digest, size)
+            self._outbox(conn, outbox)
+
+        await self.db.write(work)
+
+    def _delete_counting(self, statement: Any, outbox: Sequence[OutboxEntry]) -> Any:
+        """A delete whose events are recorded only when it removed something."""
+
+        def work(conn: Connection) -> bool:
+            removed = bool(conn.execute(statement).rowcount)
+            if removed:
+                self._outbox(conn, outbox)
+            return removed
+
+        return work
 
     async def unlink_blob(self, name: str, digest: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
-        async with self._write() as conn:
-            result = await conn.execute(
-                delete(repository_blobs).where(
-                    repository_blobs.c.repository_id == _repo_id(name), repository_blobs.c.digest == digest
-                )
-            )
-            if result.rowcount:
-                await self._outbox(conn, outbox)
-            return bool(result.rowcount)
+        statement = delete(repository_blobs).where(
+            repository_blobs.c.repository_id == _repo_id(name), repository_blobs.c.digest == digest
+        )
+        return bool(await self.db.write(self._delete_counting(statement, outbox)))
 
     # ------------------------------------------------------------------ manifests and tags
 
@@ -263,7 +269,7 @@ class MetadataStore:
         stmt = select(*_MANIFEST_COLUMNS).where(
             manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest
         )
-        row = await self._read_one(stmt)
+        row = await self._first(stmt)
         return None if row is None else _manifest(row)
 
     async def manifest_by_tag(self, name: str, tag: str) -> ManifestRecord | None:
@@ -272,28 +278,23 @@ class MetadataStore:
             .join(tags, tags.c.manifest_id == manifests.c.id)
             .where(tags.c.repository_id == _repo_id(name), tags.c.name == tag)
         )
-        row = await self._read_one(stmt)
+        row = await self._first(stmt)
         return None if row is None else _manifest(row)
 
-    async def _missing(
-        self,
-        conn: AsyncConnection,
-        repository_id: int,
-        blob_refs: Iterable[str],
-        manifest_refs: Iterable[str],
+    def _missing(
+        self, conn: Connection, repository_id: int, blob_refs: Iterable[str], manifest_refs: Iterable[str]
     ) -> list[str]:
         wanted_blobs, wanted_manifests = set(blob_refs), set(manifest_refs)
         found: set[str] = set()
         if wanted_blobs:
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(repository_blobs.c.digest).where(
-                    repository_blobs.c.repository_id == repository_id,
-                    repository_blobs.c.digest.in_(wanted_blobs),
+                    repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest.in_(wanted_blobs)
                 )
             )
             found.update(row.digest for row in rows)
         if wanted_manifests:
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(manifests.c.digest).where(
                     manifests.c.repository_id == repository_id, manifests.c.digest.in_(wanted_manifests)
                 )
@@ -307,22 +308,23 @@ class MetadataStore:
     ) -> list[str]:
         """Record the manifest (and move `tag` to it) unless references are missing; returns those missing."""
         now = utcnow()
+
+        def work(conn: Connection) -> None:
+            self._put_manifest(conn, name, new, tag, now)
+            self._outbox(conn, outbox)
+
         try:
-            async with self._write() as conn:
-                await self._put_manifest(conn, name, new, tag, now)
-                await self._outbox(conn, outbox)
+            await self.db.write(work)
         except _MissingReferences as exc:
             return exc.digests
         return []
 
-    async def _put_manifest(
-        self, conn: AsyncConnection, name: str, new: NewManifest, tag: str | None, now: datetime
-    ) -> None:
-        repository_id = await self._ensure_repository(conn, name, now)
-        missing = await self._missing(conn, repository_id, new.blob_refs, new.manifest_refs)
+    def _put_manifest(self, conn: Connection, name: str, new: NewManifest, tag: str | None, now: datetime) -> None:
+        repository_id = self._ensure_repository(conn, name, now)
+        missing = self._missing(conn, repository_id, new.blob_refs, new.manifest_refs)
         if missing:
             raise _MissingReferences(missing)
-        inserted = await conn.execute(
+        inserted = conn.execute(
             self._insert(manifests)
             .values(
                 repository_id=repository_id,
@@ -340,25 +342,21 @@ class MetadataStore:
         )
         manifest_id = inserted.scalar()
         if manifest_id is None:
-            manifest_id = (
-                await conn.execute(
-                    select(manifests.c.id).where(
-                        manifests.c.repository_id == repository_id, manifests.c.digest == new.digest
-                    )
+            manifest_id = conn.execute(
+                select(manifests.c.id).where(
+                    manifests.c.repository_id == repository_id, manifests.c.digest == new.digest
                 )
             ).scalar_one()
         else:
             refs = [{"manifest_id": manifest_id, "digest": d, "kind": BLOB_REF} for d in set(new.blob_refs)]
             refs += [{"manifest_id": manifest_id, "digest": d, "kind": MANIFEST_REF} for d in set(new.manifest_refs)]
             if refs:
-                await conn.execute(self._insert(manifest_references).on_conflict_do_nothing(), refs)
+                conn.execute(self._insert(manifest_references).on_conflict_do_nothing(), refs)
         if tag is not None:
-            await self._upsert_tag(conn, repository_id, tag, manifest_id, now)
+            self._upsert_tag(conn, repository_id, tag, manifest_id, now)
 
-    async def _upsert_tag(
-        self, conn: AsyncConnection, repository_id: int, tag: str, manifest_id: int, now: datetime
-    ) -> None:
-        await conn.execute(
+    def _upsert_tag(self, conn: Connection, repository_id: int, tag: str, manifest_id: int, now: datetime) -> None:
+        conn.execute(
             self._insert(tags)
             .values(repository_id=repository_id, name=tag, manifest_id=manifest_id, updated_at=now)
             .on_conflict_do_update(
@@ -369,36 +367,29 @@ class MetadataStore:
 
     async def delete_manifest(self, name: str, digest: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
         """Delete the manifest, its references and every tag on it."""
-        async with self._write() as conn:
-            result = await conn.execute(
-                delete(manifests).where(manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest)
-            )
-            if result.rowcount:
-                await self._outbox(conn, outbox)
-            return bool(result.rowcount)
+        statement = delete(manifests).where(manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest)
+        return bool(await self.db.write(self._delete_counting(statement, outbox)))
 
     async def set_tag(self, name: str, tag: str, digest: str) -> bool:
         """Point `tag` at an existing manifest; False when the repository has no such manifest."""
         now = utcnow()
-        async with self._write() as conn:
-            row = (
-                await conn.execute(
-                    select(manifests.c.id, manifests.c.repository_id).where(
-                        manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest
-                    )
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(
+                select(manifests.c.id, manifests.c.repository_id).where(
+                    manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest
                 )
             ).first()
             if row is None:
                 return False
-            await self._upsert_tag(conn, row.repository_id, tag, row.id, now)
+            self._upsert_tag(conn, row.repository_id, tag, row.id, now)
             return True
 
+        return await self.db.write(work)
+
     async def delete_tag(self, name: str, tag: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
-        async with self._write() as conn:
-            result = await conn.execute(delete(tags).where(tags.c.repository_id == _repo_id(name), tags.c.name == tag))
-            if result.rowcount:
-                await self._outbox(conn, outbox)
-            return bool(result.rowcount)
+        statement = delete(tags).where(tags.c.repository_id == _repo_id(name), tags.c.name == tag)
+        return bool(await self.db.write(self._delete_counting(statement, outbox)))
 
     async def tags(self, name: str, last: str | None, limit: int | None) -> list[str]:
         stmt = select(tags.c.name).where(tags.c.repository_id == _repo_id(name)).order_by(tags.c.name)
@@ -406,7 +397,7 @@ class MetadataStore:
             stmt = stmt.where(tags.c.name > last)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [row.name for row in await self._read_all(stmt)]
+        return [row.name for row in await self._all(stmt)]
 
     async def tags_of(self, name: str, digest: str) -> list[str]:
         stmt = (
@@ -415,7 +406,7 @@ class MetadataStore:
             .where(manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest)
             .order_by(tags.c.name)
         )
-        return [row.name for row in await self._read_all(stmt)]
+        return [row.name for row in await self._all(stmt)]
 
     async def referrers(self, name: str, subject: str, artifact_type: str | None = None) -> list[ManifestRecord]:
         stmt = (
@@ -425,70 +416,64 @@ class MetadataStore:
         )
         if artifact_type is not None:
             stmt = stmt.where(manifests.c.artifact_type == artifact_type)
-        return [_manifest(row) for row in await self._read_all(stmt)]
+        return [_manifest(row) for row in await self._all(stmt)]
 
     # ------------------------------------------------------------------ uploads
 
     async def create_upload(self, upload_id: str, repository: str) -> UploadRecord:
         now = utcnow()
-        async with self._write() as conn:
-            await conn.execute(
-                uploads.insert().values(id=upload_id, repository=repository, started_at=now, updated_at=now)
-            )
+        statement = uploads.insert().values(id=upload_id, repository=repository, started_at=now, updated_at=now)
+        await self.db.write(lambda conn: conn.execute(statement))
         return UploadRecord(upload_id, repository, now, now)
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
-        row = await self._read_one(select(uploads).where(uploads.c.id == upload_id))
+        row = await self._first(select(uploads).where(uploads.c.id == upload_id))
         return None if row is None else UploadRecord(row.id, row.repository, row.started_at, row.updated_at)
 
     async def touch_upload(self, upload_id: str) -> None:
-        async with self._write() as conn:
-            await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow()))
+        statement = update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow())
+        await self.db.write(lambda conn: conn.execute(statement))
 
     async def delete_upload(self, upload_id: str) -> bool:
-        async with self._write() as conn:
-            result = await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
-            return bool(result.rowcount)
+        statement = delete(uploads).where(uploads.c.id == upload_id)
+        return bool(await self.db.write(lambda conn: conn.execute(statement).rowcount))
 
     async def finish_upload(
         self, upload_id: str, name: str, digest: str, size: int, outbox: Sequence[OutboxEntry] = ()
     ) -> None:
         """Link the committed blob into the repository and end the session, atomically."""
-        async with self._write() as conn:
-            await self._link_blob(conn, name, digest, size)
-            await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
-            await self._outbox(conn, outbox)
+
+        def work(conn: Connection) -> None:
+            self._link_blob(conn, name, digest, size)
+            conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            self._outbox(conn, outbox)
+
+        await self.db.write(work)
 
     async def upload_count(self) -> int:
-        return int((await self._read_one(select(func.count()).select_from(uploads)))[0])  # type: ignore[index]
+        row = await self._first(select(func.count().label("n")).select_from(uploads))
+        return int(row.n) if row is not None else 0
 
     async def stale_uploads(self, updated_before: datetime, limit: int = 1000) -> list[UploadRecord]:
         stmt = select(uploads).where(uploads.c.updated_at < updated_before).order_by(uploads.c.updated_at).limit(limit)
-        return [
-            UploadRecord(row.id, row.repository, row.started_at, row.updated_at) for row in await self._read_all(stmt)
-        ]
+        return [UploadRecord(row.id, row.repository, row.started_at, row.updated_at) for row in await self._all(stmt)]
 
     # ------------------------------------------------------------------ notification outbox
 
     async def add_events(self, outbox: Sequence[OutboxEntry]) -> None:
         """Record events that go with no change (pulls)."""
         if outbox:
-            async with self._write() as conn:
-                await self._outbox(conn, outbox)
+            await self.db.write(lambda conn: self._outbox(conn, outbox))
 
     async def due_endpoints(self) -> dict[str, datetime]:
         """Endpoints with undelivered events, and when the first of them may be tried."""
         o = notification_outbox.c
-        head = (
-            select(o.endpoint, func.min(o.id).label("head"))
-            .where(o.delivered_at.is_(None))
-            .group_by(o.endpoint)
-            .subquery()
-        )
-        stmt = select(o.endpoint, o.next_attempt_at, o.claimed_until).join(head, o.id == head.c.head)
+        head = select(o.endpoint, func.min(o.id).label("head")).where(o.delivered_at.is_(None)).group_by(o.endpoint)
+        joined = head.subquery()
+        stmt = select(o.endpoint, o.next_attempt_at, o.claimed_until).join(joined, o.id == joined.c.head)
         return {
             row.endpoint: max(row.next_attempt_at, row.claimed_until or row.next_attempt_at)
-            for row in await self._read_all(stmt)
+            for row in await self._all(stmt)
         }
 
     async def claim_deliveries(self, endpoint: str, limit: int, lease_seconds: float) -> list[Delivery]:
@@ -496,41 +481,41 @@ class MetadataStore:
         one else holds a lease on that endpoint (so one endpoint's events go out in order)."""
         o = notification_outbox.c
         now = utcnow()
-        async with self._write() as conn:
-            rows = (
-                await conn.execute(
-                    select(notification_outbox)
-                    .where(o.endpoint == endpoint, o.delivered_at.is_(None))
-                    .order_by(o.id)
-                    .limit(limit)
-                    .with_for_update()  # PostgreSQL: concurrent claimers queue here; SQLite holds the write lock
-                )
+
+        def work(conn: Connection) -> list[Delivery]:
+            rows = conn.execute(
+                select(notification_outbox)
+                .where(o.endpoint == endpoint, o.delivered_at.is_(None))
+                .order_by(o.id)
+                .limit(limit)
+                .with_for_update()  # PostgreSQL: concurrent claimers queue here; SQLite holds the write lock
             ).all()
             if not rows or rows[0].next_attempt_at > now:
                 return []
             if any(row.claimed_until is not None and row.claimed_until > now for row in rows):
                 return []
             until = now + timedelta(seconds=lease_seconds)
-            ids = [row.id for row in rows]
-            await conn.execute(update(notification_outbox).where(o.id.in_(ids)).values(claimed_until=until))
+            conn.execute(update(notification_outbox).where(o.id.in_([r.id for r in rows])).values(claimed_until=until))
             return [_delivery(row) for row in rows]
 
+        return await self.db.write(work)
+
     async def mark_delivered(self, ids: Sequence[int]) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                update(notification_outbox)
-                .where(notification_outbox.c.id.in_(ids))
-                .values(delivered_at=utcnow(), claimed_until=None, last_error=None)
-            )
+        statement = (
+            update(notification_outbox)
+            .where(notification_outbox.c.id.in_(ids))
+            .values(delivered_at=utcnow(), claimed_until=None, last_error=None)
+        )
+        await self.db.write(lambda conn: conn.execute(statement))
 
     async def mark_failed(self, ids: Sequence[int], error: str, retry_at: datetime) -> None:
         o = notification_outbox.c
-        async with self._write() as conn:
-            await conn.execute(
-                update(notification_outbox)
-                .where(o.id.in_(ids))
-                .values(attempts=o.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at, claimed_until=None)
-            )
+        statement = (
+            update(notification_outbox)
+            .where(o.id.in_(ids))
+            .values(attempts=o.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at, claimed_until=None)
+        )
+        await self.db.write(lambda conn: conn.execute(statement))
 
     async def deliveries(
         self, status: str | None = None, endpoint: str | None = None, failed_after: int = 1, limit: int = 1000
@@ -546,7 +531,7 @@ class MetadataStore:
             stmt = stmt.where(o.delivered_at.is_(None))
         elif status == "failed":
             stmt = stmt.where(o.delivered_at.is_(None), o.attempts >= failed_after)
-        return [_delivery(row) for row in await self._read_all(stmt)]
+        return [_delivery(row) for row in await self._all(stmt)]
 
     async def replay(
         self, ids: Sequence[int] = (), endpoint: str | None = None, failed_after: int | None = None
@@ -564,35 +549,25 @@ class MetadataStore:
             return 0
         if endpoint is not None:
             stmt = stmt.where(o.endpoint == endpoint)
-        async with self._write() as conn:
-            return int((await conn.execute(stmt)).rowcount)
+        return int(await self.db.write(lambda conn: conn.execute(stmt).rowcount))
 
     async def pending_counts(self) -> dict[str, int]:
         o = notification_outbox.c
         stmt = select(o.endpoint, func.count().label("n")).where(o.delivered_at.is_(None)).group_by(o.endpoint)
-        return {row.endpoint: int(row.n) for row in await self._read_all(stmt)}
+        return {row.endpoint: int(row.n) for row in await self._all(stmt)}
 
     async def prune_delivered(self, before: datetime) -> int:
-        o = notification_outbox.c
-        async with self._write() as conn:
-            result = await conn.execute(delete(notification_outbox).where(o.delivered_at < before))
-            return int(result.rowcount)
+        statement = delete(notification_outbox).where(notification_outbox.c.delivered_at < before)
+        return int(await self.db.write(lambda conn: conn.execute(statement).rowcount))
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table, for tooling and tests."""
-        out: dict[str, int] = {}
-        async with self.engine.connect() as conn:
-            for table in (
-                repositories,
-                blobs,
-                repository_blobs,
-                manifests,
-                manifest_references,
-                tags,
-                uploads,
-            ):
-                out[table.name] = int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
-        return out
+        tables = (repositories, blobs, repository_blobs, manifests, manifest_references, tags, uploads)
+
+        def work(conn: Connection) -> dict[str, int]:
+            return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables}
+
+        return await self.db.read(work)
 
 
 __all__ = [
