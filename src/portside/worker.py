@@ -56,9 +56,16 @@ def tls_context(tls: Tls) -> ssl.SSLContext:
 
 
 class _Acceptor:
-    """Accepts on a listening socket; TLS connections are wrapped, plain HTTP ones get a 400 and are closed."""
+    """Accepts on a listening socket shared with the other workers, one connection per loop iteration.
 
-    def __init__(self, sock: socket.socket, protocol_factory: Any, context: ssl.SSLContext) -> None:
+    asyncio's own server accepts everything pending at once, so with several workers on one socket the
+    first to wake takes a whole burst of connections and the others idle. Taking one and yielding lets an
+    idle worker take the next, and a busy worker, whose loop turns slowly, takes fewer.
+
+    With a TLS context, TLS connections are wrapped and plain HTTP ones get a 400 and are closed.
+    """
+
+    def __init__(self, sock: socket.socket, protocol_factory: Any, context: ssl.SSLContext | None) -> None:
         self._sock = sock
         self._factory = protocol_factory
         self._context = context
@@ -76,9 +83,12 @@ class _Acceptor:
             task.cancel()
 
     async def wait_closed(self) -> None:
+        """Wait for accepting to stop, then close this process's copy of the listening socket: once every
+        process has closed it, new connections are refused instead of queueing in the backlog."""
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._sock.close()
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,6 +101,7 @@ class _Acceptor:
             task = loop.create_task(self._serve(conn))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
+            await asyncio.sleep(0)
 
     async def _first_byte(self, conn: socket.socket) -> bytes:
         loop = asyncio.get_running_loop()
@@ -110,6 +121,12 @@ class _Acceptor:
     async def _serve(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         conn.setblocking(False)
+        if self._context is None:
+            try:
+                await loop.connect_accepted_socket(self._factory, conn)
+            except OSError:
+                conn.close()
+            return
         try:
             first = await self._first_byte(conn)
             if first and first[0] == TLS_HANDSHAKE_RECORD:
@@ -150,6 +167,7 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
         self._at_once = False
 
     def init_process(self) -> None:
+        # asyncio's own loop, not uvloop: only asyncio's loop can sendfile(2) to a transport, which blob pulls need.
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         super().init_process()
@@ -165,21 +183,18 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
         sys.exit(self.exit_code)
 
     async def _serve(self) -> None:
-        from aiohttp import web
 
         self._wakeup = asyncio.Event()
         runner: web.AppRunner = await self.wsgi()
         await runner.setup()
         tls = self.app.config_model.http.tls
         acceptors: list[_Acceptor] = []
+        assert runner.server is not None
         for index, sock in enumerate(self.sockets):
-            if index == 0 and tls is not None:
-                assert runner.server is not None
-                acceptor = _Acceptor(sock.sock, runner.server, tls_context(tls))
-                acceptor.start()
-                acceptors.append(acceptor)
-            else:
-                await web.SockSite(runner, sock).start()
+            context = tls_context(tls) if index == 0 and tls is not None else None
+            acceptor = _Acceptor(sock.sock, runner.server, context)
+            acceptor.start()
+            acceptors.append(acceptor)
         self.booted = True
         pid = os.getpid()
         try:
@@ -191,8 +206,6 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), 1.0)
         finally:
-            for site in list(runner.sites):
-                await site.stop()
             for acceptor in acceptors:
                 acceptor.close()
                 await acceptor.wait_closed()

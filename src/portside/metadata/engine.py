@@ -4,8 +4,8 @@ The store writes every operation as a plain function of a SQLAlchemy `Connection
 
 - SQLite (`SQLiteDatabase`): reads run directly on the event loop thread on a connection of their own. A WAL
   reader never waits for a writer and a lookup takes microseconds, far less than handing it to a thread
-  would. A write transaction runs whole on a writer thread, so waiting for the database lock (the busy
-  timeout) never blocks the loop, and it costs one hand-off, not one per statement. Writes begin with
+  would. Writes run on one writer thread, so waiting for the database lock never blocks the loop, grouped
+  into shared transactions (group commit, one savepoint per write). Transactions begin with
   `BEGIN IMMEDIATE`, taking the write lock first, so concurrent writers queue instead of failing on a lock
   upgrade. `synchronous=NORMAL`: a commit survives any crash of the process; on power loss the last
   commits may be lost, which leaves the store consistent because bytes are made durable before the
@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import namedtuple
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from sqlalchemy import Select, event
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -55,12 +58,16 @@ def _observe_queries(engine: Engine, observe: Observer) -> None:
 
 
 class Database:
-    """Runs store operations; `read` for queries, `write` for transactions."""
+    """Runs store operations; `read` for queries, `write` for transactions, `fetch` for prebuilt queries."""
 
     dialect: str = ""
 
     async def read(self, work: Work[T]) -> T:
         raise NotImplementedError
+
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
+        """The rows of a query built once and run often (attribute access by column key)."""
+        return await self.read(lambda conn: conn.execute(statement, params).all())
 
     async def write(self, work: Work[T]) -> T:
         raise NotImplementedError
@@ -73,8 +80,70 @@ class Database:
         raise NotImplementedError
 
 
+@dataclass
+class _Job(Generic[T]):
+    work: Work[T]
+    future: asyncio.Future[T]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class _Prepared:
+    """A query compiled once for SQLite, run straight on the driver's cursor.
+
+    SQLAlchemy's execution layer costs tens of microseconds a statement, more than SQLite takes to answer a
+    lookup by key; the registry's hottest reads (a manifest by tag, a blob's link) skip it. Parameters and
+    results still go through each column type's own processors, so values are what SQLAlchemy would give.
+    """
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        names = list(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in names]
+        self.names = names
+        self.defaults = {n: b.effective_value for n, b in zip(names, binds, strict=True) if not b.required}
+        self.bind_processors = [b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds]
+        columns = list(statement.selected_columns)
+        self.result_processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        self.plain = not any(self.result_processors)
+        self.row: Any = namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
+
+    def parameters(self, params: dict[str, Any]) -> list[Any]:
+        values = []
+        for name, process in zip(self.names, self.bind_processors, strict=True):
+            value = params[name] if name in params else self.defaults[name]
+            values.append(value if process is None else process(value))
+        return values
+
+    def rows(self, raw: list[tuple[Any, ...]]) -> list[Any]:
+        make = self.row._make
+        if self.plain:
+            return [make(r) for r in raw]
+        processors = self.result_processors
+        return [make(v if p is None else p(v) for p, v in zip(processors, r, strict=True)) for r in raw]
+
+
 class SQLiteDatabase(Database):
+    """Reads inline on the calling thread; writes grouped into shared transactions on one writer thread.
+
+    Group commit: the writer takes every write waiting when it is free and runs them in one transaction, each
+    inside its own savepoint, so one failing write rolls back alone. Taking the lock and committing once per
+    group instead of once per write is what lets many concurrent pushes share one SQLite file. Worker
+    processes queue for the write lock on an advisory file lock, which wakes the next writer the moment the
+    lock is free; SQLite's own busy handler (still there for other processes) polls with growing sleeps.
+    """
+
     dialect = "sqlite"
+    MAX_GROUP = 64
 
     def __init__(self, path: str | None, busy_timeout_ms: int, observe: Observer | None = None) -> None:
         memory = path is None
@@ -85,7 +154,6 @@ class SQLiteDatabase(Database):
         # In memory, one connection is the database; elsewhere each thread gets its own.
         kwargs: dict[str, Any] = {"poolclass": StaticPool} if memory else {"pool_size": 4, "max_overflow": 4}
         self.engine = create_sync_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        self._memory = memory
 
         @event.listens_for(self.engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -100,10 +168,14 @@ class SQLiteDatabase(Database):
 
         if observe is not None:
             _observe_queries(self.engine, observe)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        # An in-memory database is one connection, shared by the loop thread and the writer thread.
+        # An in-memory database is one connection, shared by the reading thread and the writer thread.
         self._lock: AbstractContextManager[Any] = threading.Lock() if memory else contextlib.nullcontext()
+        self._lock_path = None if memory else f"{os.path.abspath(path or '')}.writelock"
         self._reader: Connection | None = None
+        self._prepared: dict[Select[Any], _Prepared] = {}  # holds the statements, so none is mistaken for another
+        self._observe = observe
+        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
 
     def _reading(self) -> Connection:
         if self._reader is None or self._reader.closed:
@@ -119,24 +191,95 @@ class SQLiteDatabase(Database):
                 # Without BEGIN each statement reads its own snapshot; end whatever SQLAlchemy began.
                 conn.rollback()
 
-    def _transaction(self, work: Work[T]) -> T:
-        with self._lock, self.engine.connect() as conn:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-            except BaseException:
-                conn.exec_driver_sql("ROLLBACK")
-                raise
-            conn.exec_driver_sql("COMMIT")
-            return result
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
+        started = time.perf_counter()
+        with self._lock:
+            driver = self._reading().connection.dbapi_connection
+            assert driver is not None
+            raw = driver.execute(prepared.sql, prepared.parameters(params)).fetchall()
+        if self._observe is not None:
+            self._observe("select", time.perf_counter() - started)
+        return prepared.rows(raw)
 
     async def write(self, work: Work[T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, work)
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+            self._writer.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(work, future, loop))
+        return await future
+
+    def _write_loop(self) -> None:
+        lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644) if self._lock_path else -1
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                group = [job]
+                with contextlib.suppress(queue.Empty):
+                    while len(group) < self.MAX_GROUP:
+                        more = self._jobs.get_nowait()
+                        if more is None:
+                            self._jobs.put(None)  # stop after this group
+                            break
+                        group.append(more)
+                if lock_fd >= 0:
+                    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                try:
+                    outcomes = self._run_group(group)
+                finally:
+                    if lock_fd >= 0:
+                        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                for done, (result, error) in zip(group, outcomes, strict=True):
+                    with contextlib.suppress(RuntimeError):  # the waiting loop has closed
+                        done.loop.call_soon_threadsafe(_settle, done.future, result, error)
+        finally:
+            if lock_fd >= 0:
+                os.close(lock_fd)
+
+    def _run_group(self, group: list[_Job[Any]]) -> list[tuple[Any, BaseException | None]]:
+        """One transaction for the whole group; a write that raises is rolled back to its savepoint alone."""
+        single = len(group) == 1
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with self._lock, self.engine.connect() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    for job in group:
+                        if not single:
+                            conn.exec_driver_sql("SAVEPOINT portside_write")
+                        try:
+                            result = job.work(conn)
+                        except Exception as exc:
+                            if single:
+                                raise
+                            conn.exec_driver_sql("ROLLBACK TO portside_write")
+                            conn.exec_driver_sql("RELEASE portside_write")
+                            outcomes.append((None, exc))
+                            continue
+                        if not single:
+                            conn.exec_driver_sql("RELEASE portside_write")
+                        outcomes.append((result, None))
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+        except BaseException as exc:  # the transaction itself failed: every write in it failed
+            return [(None, exc)] * len(group)
+        return outcomes
 
     async def dispose(self) -> None:
         if self._reader is not None:
             self._reader.close()
-        self._writer.shutdown(wait=True)
+        if self._writer is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
         self.engine.dispose()
 
 

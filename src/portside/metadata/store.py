@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -147,10 +147,120 @@ def _repo_id(name: str) -> Any:
     return select(repositories.c.id).where(repositories.c.name == name).scalar_subquery()
 
 
+# The statements read on every pull, built once: SQLAlchemy remembers a statement object's cache key, so a
+# prebuilt statement skips both construction and cache-key traversal, most of a lookup's cost.
+_REPO = select(repositories.c.id).where(repositories.c.name == bindparam("name")).scalar_subquery()
+NO_LIMIT = 2**62
+_REPOSITORY_EXISTS = select(repositories.c.id).where(repositories.c.name == bindparam("name"))
+_CATALOG = (
+    select(repositories.c.name)
+    .where(repositories.c.name > bindparam("last"))
+    .order_by(repositories.c.name)
+    .limit(bindparam("limit"))
+)
+_BLOB_IN_REPOSITORY = (
+    select(blobs.c.digest, blobs.c.size)
+    .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
+    .where(repository_blobs.c.repository_id == _REPO, blobs.c.digest == bindparam("digest"))
+)
+_BLOB = select(blobs.c.digest, blobs.c.size).where(blobs.c.digest == bindparam("digest"))
+_MANIFEST = select(*_MANIFEST_COLUMNS).where(
+    manifests.c.repository_id == _REPO, manifests.c.digest == bindparam("digest")
+)
+_MANIFEST_BY_TAG = (
+    select(*_MANIFEST_COLUMNS)
+    .join(tags, tags.c.manifest_id == manifests.c.id)
+    .where(tags.c.repository_id == _REPO, tags.c.name == bindparam("tag"))
+)
+_TAGS = (
+    select(tags.c.name)
+    .where(tags.c.repository_id == _REPO, tags.c.name > bindparam("last"))
+    .order_by(tags.c.name)
+    .limit(bindparam("limit"))
+)
+_TAGS_OF = (
+    select(tags.c.name)
+    .join(manifests, manifests.c.id == tags.c.manifest_id)
+    .where(manifests.c.repository_id == _REPO, manifests.c.digest == bindparam("digest"))
+    .order_by(tags.c.name)
+)
+_UPLOAD = select(uploads).where(uploads.c.id == bindparam("id"))
+
+
+class _Writes:
+    """The statements of every push, built once per dialect (upserts differ between SQLite and PostgreSQL)."""
+
+    def __init__(self, insert: Any) -> None:
+        self.insert = insert
+        upsert_repository = insert(repositories).values(name=bindparam("name"), created_at=bindparam("now"))
+        self.ensure_repository = upsert_repository.on_conflict_do_update(
+            index_elements=[repositories.c.name], set_={"name": upsert_repository.excluded.name}
+        ).returning(repositories.c.id)
+        self.insert_blob = (
+            insert(blobs)
+            .values(digest=bindparam("digest"), size=bindparam("size"), created_at=bindparam("now"))
+            .on_conflict_do_nothing()
+        )
+        self.link_blob = (
+            insert(repository_blobs)
+            .values(repository_id=bindparam("repository_id"), digest=bindparam("digest"), created_at=bindparam("now"))
+            .on_conflict_do_nothing()
+        )
+        self.linked_blobs = select(repository_blobs.c.digest).where(
+            repository_blobs.c.repository_id == bindparam("repository_id"),
+            repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+        )
+        self.present_manifests = select(manifests.c.digest).where(
+            manifests.c.repository_id == bindparam("repository_id"),
+            manifests.c.digest.in_(bindparam("digests", expanding=True)),
+        )
+        self.insert_manifest = (
+            insert(manifests)
+            .values(
+                repository_id=bindparam("repository_id"),
+                digest=bindparam("digest"),
+                media_type=bindparam("media_type"),
+                size=bindparam("size"),
+                payload=bindparam("payload"),
+                artifact_type=bindparam("artifact_type"),
+                subject_digest=bindparam("subject_digest"),
+                annotations=bindparam("annotations"),
+                created_at=bindparam("now"),
+            )
+            .on_conflict_do_nothing()
+            .returning(manifests.c.id)
+        )
+        self.manifest_id = select(manifests.c.id).where(
+            manifests.c.repository_id == bindparam("repository_id"), manifests.c.digest == bindparam("digest")
+        )
+        self.insert_references = insert(manifest_references).on_conflict_do_nothing()
+        upsert_tag = insert(tags).values(
+            repository_id=bindparam("repository_id"),
+            name=bindparam("tag"),
+            manifest_id=bindparam("manifest_id"),
+            updated_at=bindparam("now"),
+        )
+        self.upsert_tag = upsert_tag.on_conflict_do_update(
+            index_elements=[tags.c.repository_id, tags.c.name],
+            set_={"manifest_id": upsert_tag.excluded.manifest_id, "updated_at": upsert_tag.excluded.updated_at},
+        )
+        self.create_upload = uploads.insert().values(
+            id=bindparam("id"),
+            repository=bindparam("repository"),
+            started_at=bindparam("now"),
+            updated_at=bindparam("now"),
+        )
+        self.delete_upload = delete(uploads).where(uploads.c.id == bindparam("id"))
+        self.insert_event = notification_outbox.insert()
+
+
+_WRITES = {"sqlite": _Writes(sqlite.insert), "postgresql": _Writes(postgresql.insert)}
+
+
 class MetadataStore:
     def __init__(self, database: Database) -> None:
         self.db = database
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._w = _WRITES["postgresql" if database.dialect == "postgresql" else "sqlite"]
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -167,20 +277,22 @@ class MetadataStore:
     async def _first(self, statement: Any) -> Row[Any] | None:
         return await self.db.read(lambda conn: conn.execute(statement).first())
 
+    async def _fetch(self, prebuilt: Any, **params: Any) -> Sequence[Any]:
+        """Rows of one of the module's prebuilt queries (never an ad hoc one: the database keeps each)."""
+        return await self.db.fetch(prebuilt, params)
+
+    async def _fetch_one(self, prebuilt: Any, **params: Any) -> Any:
+        rows = await self.db.fetch(prebuilt, params)
+        return rows[0] if rows else None
+
     def _ensure_repository(self, conn: Connection, name: str, now: datetime) -> int:
-        stmt = (
-            self._insert(repositories)
-            .values(name=name, created_at=now)
-            .on_conflict_do_update(index_elements=[repositories.c.name], set_={"name": name})
-            .returning(repositories.c.id)
-        )
-        return int(conn.execute(stmt).scalar_one())
+        return int(conn.execute(self._w.ensure_repository, {"name": name, "now": now}).scalar_one())
 
     def _outbox(self, conn: Connection, entries: Sequence[OutboxEntry]) -> None:
         if entries:
             now = utcnow()
             conn.execute(
-                notification_outbox.insert(),
+                self._w.insert_event,
                 [
                     {"endpoint": e.endpoint, "event": e.event, "created_at": now, "next_attempt_at": now}
                     for e in entries
@@ -193,28 +305,19 @@ class MetadataStore:
     # ------------------------------------------------------------------ repositories
 
     async def repository_exists(self, name: str) -> bool:
-        return await self._first(select(repositories.c.id).where(repositories.c.name == name)) is not None
+        return await self._fetch_one(_REPOSITORY_EXISTS, name=name) is not None
 
     async def catalog(self, last: str | None, limit: int) -> list[str]:
-        stmt = select(repositories.c.name).order_by(repositories.c.name).limit(limit)
-        if last is not None:
-            stmt = stmt.where(repositories.c.name > last)
-        return [row.name for row in await self._all(stmt)]
+        return [row.name for row in await self._fetch(_CATALOG, last=last or "", limit=limit)]
 
     # ------------------------------------------------------------------ blobs
 
     async def blob_in_repository(self, name: str, digest: str) -> BlobRecord | None:
-        stmt = (
-            select(blobs.c.digest, blobs.c.size)
-            .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
-            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
-            .where(repositories.c.name == name, blobs.c.digest == digest)
-        )
-        row = await self._first(stmt)
+        row = await self._fetch_one(_BLOB_IN_REPOSITORY, name=name, digest=digest)
         return None if row is None else BlobRecord(row.digest, row.size)
 
     async def blob(self, digest: str) -> BlobRecord | None:
-        row = await self._first(select(blobs.c.digest, blobs.c.size).where(blobs.c.digest == digest))
+        row = await self._fetch_one(_BLOB, digest=digest)
         return None if row is None else BlobRecord(row.digest, row.size)
 
     async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
@@ -230,12 +333,8 @@ class MetadataStore:
     def _link_blob(self, conn: Connection, name: str, digest: str, size: int) -> None:
         now = utcnow()
         repository_id = self._ensure_repository(conn, name, now)
-        conn.execute(self._insert(blobs).values(digest=digest, size=size, created_at=now).on_conflict_do_nothing())
-        conn.execute(
-            self._insert(repository_blobs)
-            .values(repository_id=repository_id, digest=digest, created_at=now)
-            .on_conflict_do_nothing()
-        )
+        conn.execute(self._w.insert_blob, {"digest": digest, "size": size, "now": now})
+        conn.execute(self._w.link_blob, {"repository_id": repository_id, "digest": digest, "now": now})
 
     async def link_blob(self, name: str, digest: str, size: int, outbox: Sequence[OutboxEntry] = ()) -> None:
         """Record that the blob's bytes are stored and that `name` may use them."""
@@ -266,19 +365,11 @@ class MetadataStore:
     # ------------------------------------------------------------------ manifests and tags
 
     async def manifest(self, name: str, digest: str) -> ManifestRecord | None:
-        stmt = select(*_MANIFEST_COLUMNS).where(
-            manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest
-        )
-        row = await self._first(stmt)
+        row = await self._fetch_one(_MANIFEST, name=name, digest=digest)
         return None if row is None else _manifest(row)
 
     async def manifest_by_tag(self, name: str, tag: str) -> ManifestRecord | None:
-        stmt = (
-            select(*_MANIFEST_COLUMNS)
-            .join(tags, tags.c.manifest_id == manifests.c.id)
-            .where(tags.c.repository_id == _repo_id(name), tags.c.name == tag)
-        )
-        row = await self._first(stmt)
+        row = await self._fetch_one(_MANIFEST_BY_TAG, name=name, tag=tag)
         return None if row is None else _manifest(row)
 
     def _missing(
@@ -287,17 +378,11 @@ class MetadataStore:
         wanted_blobs, wanted_manifests = set(blob_refs), set(manifest_refs)
         found: set[str] = set()
         if wanted_blobs:
-            rows = conn.execute(
-                select(repository_blobs.c.digest).where(
-                    repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest.in_(wanted_blobs)
-                )
-            )
+            rows = conn.execute(self._w.linked_blobs, {"repository_id": repository_id, "digests": list(wanted_blobs)})
             found.update(row.digest for row in rows)
         if wanted_manifests:
             rows = conn.execute(
-                select(manifests.c.digest).where(
-                    manifests.c.repository_id == repository_id, manifests.c.digest.in_(wanted_manifests)
-                )
+                self._w.present_manifests, {"repository_id": repository_id, "digests": list(wanted_manifests)}
             )
             found.update(row.digest for row in rows)
         ordered = [*dict.fromkeys([*blob_refs, *manifest_refs])]
@@ -325,44 +410,35 @@ class MetadataStore:
         if missing:
             raise _MissingReferences(missing)
         inserted = conn.execute(
-            self._insert(manifests)
-            .values(
-                repository_id=repository_id,
-                digest=new.digest,
-                media_type=new.media_type,
-                size=len(new.payload),
-                payload=new.payload,
-                artifact_type=new.artifact_type,
-                subject_digest=new.subject_digest,
-                annotations=json.dumps(new.annotations) if new.annotations else None,
-                created_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(manifests.c.id)
+            self._w.insert_manifest,
+            {
+                "repository_id": repository_id,
+                "digest": new.digest,
+                "media_type": new.media_type,
+                "size": len(new.payload),
+                "payload": new.payload,
+                "artifact_type": new.artifact_type,
+                "subject_digest": new.subject_digest,
+                "annotations": json.dumps(new.annotations) if new.annotations else None,
+                "now": now,
+            },
         )
         manifest_id = inserted.scalar()
         if manifest_id is None:
             manifest_id = conn.execute(
-                select(manifests.c.id).where(
-                    manifests.c.repository_id == repository_id, manifests.c.digest == new.digest
-                )
+                self._w.manifest_id, {"repository_id": repository_id, "digest": new.digest}
             ).scalar_one()
         else:
             refs = [{"manifest_id": manifest_id, "digest": d, "kind": BLOB_REF} for d in set(new.blob_refs)]
             refs += [{"manifest_id": manifest_id, "digest": d, "kind": MANIFEST_REF} for d in set(new.manifest_refs)]
             if refs:
-                conn.execute(self._insert(manifest_references).on_conflict_do_nothing(), refs)
+                conn.execute(self._w.insert_references, refs)
         if tag is not None:
             self._upsert_tag(conn, repository_id, tag, manifest_id, now)
 
     def _upsert_tag(self, conn: Connection, repository_id: int, tag: str, manifest_id: int, now: datetime) -> None:
         conn.execute(
-            self._insert(tags)
-            .values(repository_id=repository_id, name=tag, manifest_id=manifest_id, updated_at=now)
-            .on_conflict_do_update(
-                index_elements=[tags.c.repository_id, tags.c.name],
-                set_={"manifest_id": manifest_id, "updated_at": now},
-            )
+            self._w.upsert_tag, {"repository_id": repository_id, "tag": tag, "manifest_id": manifest_id, "now": now}
         )
 
     async def delete_manifest(self, name: str, digest: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
@@ -392,21 +468,11 @@ class MetadataStore:
         return bool(await self.db.write(self._delete_counting(statement, outbox)))
 
     async def tags(self, name: str, last: str | None, limit: int | None) -> list[str]:
-        stmt = select(tags.c.name).where(tags.c.repository_id == _repo_id(name)).order_by(tags.c.name)
-        if last is not None:
-            stmt = stmt.where(tags.c.name > last)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return [row.name for row in await self._all(stmt)]
+        rows = await self._fetch(_TAGS, name=name, last=last or "", limit=NO_LIMIT if limit is None else limit)
+        return [row.name for row in rows]
 
     async def tags_of(self, name: str, digest: str) -> list[str]:
-        stmt = (
-            select(tags.c.name)
-            .join(manifests, manifests.c.id == tags.c.manifest_id)
-            .where(manifests.c.repository_id == _repo_id(name), manifests.c.digest == digest)
-            .order_by(tags.c.name)
-        )
-        return [row.name for row in await self._all(stmt)]
+        return [row.name for row in await self._fetch(_TAGS_OF, name=name, digest=digest)]
 
     async def referrers(self, name: str, subject: str, artifact_type: str | None = None) -> list[ManifestRecord]:
         stmt = (
@@ -422,12 +488,12 @@ class MetadataStore:
 
     async def create_upload(self, upload_id: str, repository: str) -> UploadRecord:
         now = utcnow()
-        statement = uploads.insert().values(id=upload_id, repository=repository, started_at=now, updated_at=now)
-        await self.db.write(lambda conn: conn.execute(statement))
+        params = {"id": upload_id, "repository": repository, "now": now}
+        await self.db.write(lambda conn: conn.execute(self._w.create_upload, params))
         return UploadRecord(upload_id, repository, now, now)
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
-        row = await self._first(select(uploads).where(uploads.c.id == upload_id))
+        row = await self._fetch_one(_UPLOAD, id=upload_id)
         return None if row is None else UploadRecord(row.id, row.repository, row.started_at, row.updated_at)
 
     async def touch_upload(self, upload_id: str) -> None:
@@ -445,7 +511,7 @@ class MetadataStore:
 
         def work(conn: Connection) -> None:
             self._link_blob(conn, name, digest, size)
-            conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            conn.execute(self._w.delete_upload, {"id": upload_id})
             self._outbox(conn, outbox)
 
         await self.db.write(work)

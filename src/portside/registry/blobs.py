@@ -13,7 +13,7 @@ from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore, utcnow
 from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import BlobUnknown, BlobUploadUnknown, NameUnknown, Unsupported
-from portside.registry.events import DELETE, MOUNT, PUSH, EventSink, entries
+from portside.registry.events import DELETE, MOUNT, EventSink, entries
 from portside.registry.options import RegistryOptions
 from portside.registry.uploads import BLOB_MEDIA_TYPE, BlobWriter, HashStateCache
 from portside.storage import paths
@@ -94,15 +94,10 @@ class BlobStore:
         await self.stat(digest)
         return await self._driver.get_content(paths.blob_data(digest))
 
-    async def put(self, content: bytes, algorithm: str = CANONICAL) -> Descriptor:
-        """Store a small blob in one call."""
-        digest = Digest.of(content, algorithm)
-        if await self._cache.blob_size(digest) is None and await self._store.blob(digest) is None:
-            await self._driver.put_content(paths.blob_data(digest), content)
-        await self._cache.remember_blob(digest, len(content))
-        outbox = entries(self._events, PUSH, self._target(digest, len(content)))
-        await self._store.link_blob(self.repository, digest, len(content), outbox)
-        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=len(content))
+    async def put(self, content: bytes, expected: Digest) -> Descriptor:
+        """Store a whole blob received in one piece (a small monolithic upload), verified against `expected`."""
+        writer = self._writer(str(uuid.uuid4()), utcnow(), persisted=False)
+        return await writer.commit_content(content, expected)
 
     async def delete(self, digest: Digest) -> None:
         """Unlink the blob from this repository; its bytes stay for other repositories and garbage collection."""

@@ -58,6 +58,27 @@ async def _receive(ctx: Context, writer: BlobWriter) -> int:
     return received
 
 
+def _whole_body(ctx: Context) -> int | None:
+    """The body's length when it can be taken in memory in one piece: small, declared, and not a chunk."""
+    length = _content_length(ctx)
+    limit = ctx.services.namespace.options.upload_block_size
+    if length is None or not 0 < length <= limit or "Content-Range" in ctx.request.headers:
+        return None
+    return length
+
+
+async def _receive_whole(ctx: Context, length: int) -> bytes:
+    """The whole (small) body, exactly `length` bytes."""
+    metrics = ctx.services.metrics
+    metrics.upload_started()
+    try:
+        return await ctx.request.content.readexactly(length)
+    except (ConnectionError, ClientPayloadError, HttpProcessingError, asyncio.IncompleteReadError) as exc:
+        raise ApiError(ErrorCode.BLOB_UPLOAD_INVALID, f"upload body interrupted: {exc}") from None
+    finally:
+        metrics.upload_finished()
+
+
 async def _check_chunk(ctx: Context, repo: Repository, writer: BlobWriter) -> ByteRange | None:
     """Validate `Content-Range` of a chunk against the upload's current end (416 when out of order)."""
     header = ctx.request.headers.get("Content-Range")
@@ -108,6 +129,10 @@ async def start_upload(ctx: Context) -> web.StreamResponse:
     digest_param = ctx.query("digest")
     if digest_param is not None:
         digest = parse_digest(digest_param)
+        length = _whole_body(ctx)
+        if length is not None:
+            await repo.blobs.put(await _receive_whole(ctx, length), digest)
+            return _created(ctx, repo, digest)
         writer = await repo.blobs.create(persist=False, algorithms=[digest.algorithm])
         try:
             await _receive(ctx, writer)
@@ -152,6 +177,10 @@ async def finish_upload(ctx: Context) -> web.StreamResponse:
         if not digest_param:
             raise ApiError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required to finish an upload")
         digest = parse_digest(digest_param)
+        length = _whole_body(ctx)
+        if length is not None and await writer.is_empty():
+            await writer.commit_content(await _receive_whole(ctx, length), digest)
+            return _created(ctx, repo, digest)
         await writer.open([digest.algorithm])
         await _check_chunk(ctx, repo, writer)
         await _receive(ctx, writer)

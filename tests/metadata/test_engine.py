@@ -1,0 +1,120 @@
+"""How the SQLite database runs writes: grouped into shared transactions, each write isolated by a savepoint,
+several processes queueing for one file."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from portside.metadata.engine import SQLiteDatabase, migrate, open_database
+from portside.metadata.store import MetadataStore
+
+
+class Refused(Exception):
+    pass
+
+
+def _insert(value: int, fail: bool = False) -> object:
+    def work(conn: Connection) -> int:
+        conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": value})
+        if fail:
+            raise Refused(value)
+        return value
+
+    return work
+
+
+async def _database(tmp_path: Path) -> SQLiteDatabase:
+    db = open_database(f"sqlite:///{tmp_path}/engine.db")
+    assert isinstance(db, SQLiteDatabase)
+    await db.write(lambda conn: conn.execute(text("CREATE TABLE t (v INTEGER PRIMARY KEY)")))
+    return db
+
+
+async def _values(db: SQLiteDatabase) -> list[int]:
+    return await db.read(lambda conn: [row[0] for row in conn.execute(text("SELECT v FROM t ORDER BY v"))])
+
+
+async def test_a_failing_write_rolls_back_alone_when_grouped(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    try:
+        # Submitted together, these share transactions; every third one fails after its insert.
+        results = await asyncio.gather(
+            *(db.write(_insert(v, fail=v % 3 == 0)) for v in range(1, 61)), return_exceptions=True
+        )
+        for v, result in zip(range(1, 61), results, strict=True):
+            if v % 3 == 0:
+                assert isinstance(result, Refused)
+                assert result.args == (v,)
+            else:
+                assert result == v
+        assert await _values(db) == [v for v in range(1, 61) if v % 3]
+    finally:
+        await db.dispose()
+
+
+async def test_a_statement_error_fails_only_its_own_write(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    try:
+        results = await asyncio.gather(
+            db.write(_insert(1)), db.write(_insert(1)), db.write(_insert(2)), return_exceptions=True
+        )
+        assert results[0] == 1
+        assert results[2] == 2
+        assert isinstance(results[1], IntegrityError)  # the duplicate key, raised to its own caller only
+        assert await _values(db) == [1, 2]
+    finally:
+        await db.dispose()
+
+
+def _hammer(path: str, start: int, count: int) -> None:
+    async def run() -> None:
+        db = open_database(f"sqlite:///{path}", busy_timeout_ms=30000)
+        store = MetadataStore(db)
+        await asyncio.gather(
+            *(store.link_blob(f"repo{start}", f"sha256:{i:064x}", i) for i in range(start, start + count))
+        )
+        await store.close()
+
+    asyncio.run(run())
+
+
+async def test_processes_writing_one_file_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    db = open_database(f"sqlite:///{path}")
+    await migrate(db)
+    await db.dispose()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_hammer, args=(path, n * 1000, 200)) for n in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM repository_blobs").fetchone() == (600,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize("memory", [True, False], ids=["in memory", "file"])
+async def test_reads_see_committed_writes(tmp_path: Path, memory: bool) -> None:
+    db = open_database("sqlite://" if memory else f"sqlite:///{tmp_path}/seen.db")
+    await migrate(db)
+    store = MetadataStore(db)
+    try:
+        await store.link_blob("r", "sha256:" + "a" * 64, 3)
+        assert await store.repository_exists("r")
+        record = await store.blob_in_repository("r", "sha256:" + "a" * 64)
+        assert record is not None
+        assert record.size == 3
+        upload = await store.create_upload("4f6a3c1e-0000-4000-8000-000000000000", "r")
+        assert await store.upload(upload.id) == upload
+    finally:
+        await store.close()
