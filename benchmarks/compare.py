@@ -176,6 +176,9 @@ def table(results: dict[str, list[dict[str, Any]]], scenarios: list[str]) -> str
             f"{median(go, 'server_rss_mib'):.0f} | {median(ps, 'server_rss_mib'):.0f} | "
             f"{median(ps, 'server_pss_mib'):.0f} | {'yes' if ok else 'NO'} |"
         )
+    growth = growth_table(results, scenarios)
+    if growth:
+        lines += ["", growth]
     go_idle, ps_idle = results["go"], results["portside"]
     lines.append("")
     lines.append(
@@ -183,6 +186,30 @@ def table(results: dict[str, list[dict[str, Any]]], scenarios: list[str]) -> str
         f"{median(ps_idle, 'idle_rss_mib'):.0f} MiB, PSS {median(ps_idle, 'idle_pss_mib'):.0f} MiB."
     )
     return "\n".join(lines)
+
+
+GROWTH = (
+    ("tags_list", "tags_list_10k", "1,000 to 10,000 tags"),
+    ("catalog", "catalog_10k", "1,000 to 10,000 repositories"),
+)
+
+
+def growth_table(results: dict[str, list[dict[str, Any]]], scenarios: list[str]) -> str:
+    """How much slower each server gets as the data grows: throughput at the small size over the large."""
+    lines = []
+    for small, large, what in GROWTH:
+        if small not in scenarios or large not in scenarios:
+            continue
+        cells = []
+        for name in ("go", "portside"):
+            at_small = median([r for r in results[name] if r["scenario"] == small], "value")
+            at_large = median([r for r in results[name] if r["scenario"] == large], "value")
+            cells.append(f"{at_small / at_large:.1f}x" if at_large else "n/a")
+        lines.append(f"| {small}, {what} | {cells[0]} | {cells[1]} |")
+    if not lines:
+        return ""
+    head = ["| growth (cost at the large size / at the small size) | Go | Portside |", "|---|---|---|"]
+    return "\n".join(head + lines)
 
 
 def write_report(text: str, begin: str = BEGIN, end: str = END, heading: str = "## Latest run") -> None:
@@ -202,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--scenarios",
-        default="big_push,big_pull,small_push,manifest_put,manifest_get,tags_list,catalog,concurrent_pull",
+        default="big_push,big_pull,small_push,manifest_put,manifest_get,tags_list,catalog,concurrent_pull,"
+        "tags_list_10k,catalog_10k",
     )
     parser.add_argument("--workers", type=int, default=0, help="Portside workers (default: one per CPU)")
     parser.add_argument("--no-report", action="store_true", help="print the table without writing the report")

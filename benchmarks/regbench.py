@@ -67,7 +67,7 @@ ACCEPT_MANIFESTS = ", ".join([
 ])
 MiB = 1 << 20
 ALL_SCENARIOS = ["big_push", "big_pull", "small_push", "manifest_put", "manifest_get",
-                 "tags_list", "catalog", "concurrent_pull"]
+                 "tags_list", "catalog", "concurrent_pull", "tags_list_10k", "catalog_10k"]
 
 
 def log(*a):
@@ -783,9 +783,9 @@ class Bench:
             extra.update(requests=n)
         self.emit(name, rps, "req/s", dt, errors, extra, c0, s0)
 
-    def sc_tags_list(self):
-        self.ensure_manifests(self.a.manifests)
-        want = self.a.manifests
+    def sc_tags_list(self, name="tags_list", want=None):
+        want = want or self.a.manifests
+        self.ensure_manifests(want)
         target = f"/v2/{self.app_repo}/tags/list"
 
         def check(h, body, full=False):
@@ -795,11 +795,19 @@ class Bench:
                     raise BenchError(f"tags/list returned {len(tags)} tags, want >= {want}")
             elif len(body) < 6 * want:
                 raise BenchError("tags/list body too short")
-        self._timed_get("tags_list", target, {}, check, self.a.list_seconds)
+        self._timed_get(name, target, {}, check, self.a.list_seconds)
 
-    def sc_catalog(self):
+    def sc_tags_list_10k(self):
+        """tags_list at 10,000 tags: how the cost of one listing grows with the tags it holds."""
+        self.sc_tags_list("tags_list_10k", 10000)
+
+    def sc_catalog_10k(self):
+        """catalog at 10,000 repositories: how the cost of a page grows with the repositories behind it."""
+        self.sc_catalog("catalog_10k", 10000)
+
+    def sc_catalog(self, name="catalog", nrep=None):
         self.ensure_manifests(1)
-        nrep = self.a.catalog_repos
+        nrep = nrep or self.a.catalog_repos
         log(f"setup: creating {nrep} repos via cross-repo mount + manifest put (untimed)")
         cdg, _ = self.config
         ldg, ldata = self.small[0]
@@ -814,7 +822,7 @@ class Bench:
                 c = AConn(self.host, self.port)
                 try:
                     while idx < nrep:
-                        repo = f"{self.cat_prefix}{idx:04d}"
+                        repo = f"{self.cat_prefix}{idx:05d}"
                         idx += 1
                         for dg, data in ((cdg, self.config[1]), (ldg, ldata)):
                             st, h, _ = await c.request(
@@ -831,12 +839,12 @@ class Bench:
                             raise BenchError(f"PUT manifest {repo}: HTTP {st} {rb[:200]!r}")
                 finally:
                     c.close()
-            async with asyncio.timeout(300):
+            async with asyncio.timeout(900):
                 await asyncio.gather(*(worker() for _ in range(self.a.concurrency)))
         try:
             run_async(setup())
         except (BenchError, OSError) as e:
-            self.emit("catalog", 0.0, "pages/s", 0.0, [e])
+            self.emit(name, 0.0, "pages/s", 0.0, [e])
             return
 
         walks = 0
@@ -882,7 +890,7 @@ class Bench:
         dt = time.perf_counter() - t0
         if walks and seen_min[0] < nrep:
             errors.append(BenchError(f"catalog walk saw only {seen_min[0]} repos, want >= {nrep}"))
-        self.emit("catalog", pages / dt, "pages/s", dt, errors,
+        self.emit(name, pages / dt, "pages/s", dt, errors,
                   {"page_n": self.a.catalog_page, "full_walks": walks,
                    "repos_seen": seen_min[0] if walks else 0, "workers": self.a.concurrency}, c0, s0)
 

@@ -26,7 +26,7 @@ def manifest(digest: str, blobs: tuple[str, ...] = (), children: tuple[str, ...]
 
 async def test_migrations_are_idempotent(store: MetadataStore) -> None:
     await migrate(store.db)
-    assert await current_revision(store.db) == "0002"
+    assert await current_revision(store.db) == "0003"
 
 
 async def test_catalog_and_tags_sort_by_byte_value(store: MetadataStore) -> None:
@@ -86,6 +86,36 @@ async def test_manifest_put_tag_move_and_delete(store: MetadataStore) -> None:
     assert await store.tags("r", None, None) == []
     assert await store.referrers("r", C) == []
     assert not await store.delete_manifest("r", D)
+
+
+async def test_tags_version_moves_exactly_when_the_tag_names_change(store: MetadataStore) -> None:
+    assert await store.tags_version("v") is None
+    await store.link_blob("v", B, 1)
+    base = await store.tags_version("v")
+    assert base is not None
+    assert await store.put_manifest("v", manifest(C, (B,)), tag="one") == []
+    after_put = await store.tags_version("v")
+    assert after_put is not None
+    assert after_put > base
+    assert await store.set_tag("v", "two", C)
+    after_tag = await store.tags_version("v")
+    assert after_tag is not None
+    assert after_tag > after_put
+    assert await store.put_manifest("v", manifest(D, (B,))) == []
+    assert await store.set_tag("v", "two", D)  # moved: the names are the same
+    assert await store.tags_version("v") == after_tag
+    assert await store.delete_tag("v", "one")
+    after_untag = await store.tags_version("v")
+    assert after_untag is not None
+    assert after_untag > after_tag
+    assert await store.delete_manifest("v", D)  # takes tag "two" with it
+    after_cascade = await store.tags_version("v")
+    assert after_cascade is not None
+    assert after_cascade > after_untag
+    assert await store.tags("v", None, None) == []
+    await store.link_blob("other", B, 1)
+    assert await store.put_manifest("other", manifest(C, (B,)), tag="x") == []
+    assert await store.tags_version("v") == after_cascade  # another repository's tags are its own
 
 
 async def test_index_needs_its_children_in_the_repository(store: MetadataStore) -> None:

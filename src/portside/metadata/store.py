@@ -152,6 +152,7 @@ def _repo_id(name: str) -> Any:
 _REPO = select(repositories.c.id).where(repositories.c.name == bindparam("name")).scalar_subquery()
 NO_LIMIT = 2**62
 _REPOSITORY_EXISTS = select(repositories.c.id).where(repositories.c.name == bindparam("name"))
+_TAGS_VERSION = select(repositories.c.tags_version).where(repositories.c.name == bindparam("name"))
 _CATALOG = (
     select(repositories.c.name)
     .where(repositories.c.name > bindparam("last"))
@@ -470,6 +471,11 @@ class MetadataStore:
     async def tags(self, name: str, last: str | None, limit: int | None) -> list[str]:
         rows = await self._fetch(_TAGS, name=name, last=last or "", limit=NO_LIMIT if limit is None else limit)
         return [row.name for row in rows]
+
+    async def tags_version(self, name: str) -> int | None:
+        """A number that changes whenever a tag of the repository appears or goes; None for no repository."""
+        row = await self._fetch_one(_TAGS_VERSION, name=name)
+        return None if row is None else int(row.tags_version)
 
     async def tags_of(self, name: str, digest: str) -> list[str]:
         return [row.name for row in await self._fetch(_TAGS_OF, name=name, digest=digest)]

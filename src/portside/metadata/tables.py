@@ -59,6 +59,8 @@ repositories = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", sortable(255), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Raised by triggers whenever a tag of the repository appears or goes (migration 0003).
+    Column("tags_version", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("name", name="uq_repositories_name"),
 )
 

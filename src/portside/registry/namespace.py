@@ -12,6 +12,7 @@ from portside.registry.errors import NameInvalid
 from portside.registry.events import EventSink
 from portside.registry.options import Page, RegistryOptions
 from portside.registry.repository import Repository
+from portside.registry.taglists import TagListCache
 from portside.registry.uploads import HashStateCache, purge_uploads
 from portside.storage.driver import StorageDriver
 
@@ -31,6 +32,7 @@ class Namespace:
         self.schemas = schemas or default_registry()
         self.cache: BlobDescriptorCache = cache or NoCache()
         self.hash_states = HashStateCache()
+        self.tag_lists = TagListCache()
 
     def repository(self, name: str, events: EventSink | None = None) -> Repository:
         """The repository called `name` (which need not exist yet); NameInvalid if the name breaks the grammar.
@@ -40,7 +42,15 @@ class Namespace:
         except ReferenceError as exc:
             raise NameInvalid(str(exc), {"name": name[:300]}) from None
         return Repository(
-            name, self.driver, self.store, self.schemas, self.options, self.hash_states, events, self.cache
+            name,
+            self.driver,
+            self.store,
+            self.schemas,
+            self.options,
+            self.hash_states,
+            events=events,
+            cache=self.cache,
+            tag_lists=self.tag_lists,
         )
 
     async def catalog(self, last: str | None = None, limit: int | None = None) -> Page:

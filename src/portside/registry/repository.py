@@ -13,6 +13,7 @@ from portside.registry.cache import BlobDescriptorCache
 from portside.registry.events import PULL, EventSink, entries
 from portside.registry.manifests import ManifestService
 from portside.registry.options import RegistryOptions
+from portside.registry.taglists import TagListCache
 from portside.registry.tags import TagService
 from portside.registry.uploads import HashStateCache
 from portside.storage.driver import StorageDriver
@@ -29,13 +30,14 @@ class Repository:
         hash_states: HashStateCache,
         events: EventSink | None = None,
         cache: BlobDescriptorCache | None = None,
+        tag_lists: TagListCache | None = None,
     ) -> None:
         self.name = name
         self._store = store
         self._events = events
         self.blobs = BlobStore(name, driver, store, options, hash_states, events, cache)
         self.manifests = ManifestService(name, store, schemas, options, events)
-        self.tags = TagService(name, store, options, events)
+        self.tags = TagService(name, store, options, events, tag_lists)
 
     async def exists(self) -> bool:
         return await self._store.repository_exists(self.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from portside.digest import Digest
 from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore
@@ -9,6 +11,7 @@ from portside.reference import ReferenceError, validate_tag
 from portside.registry.errors import ManifestUnknown, NameUnknown, TagInvalid, Unsupported
 from portside.registry.events import DELETE, EventSink, entries
 from portside.registry.options import Page, RegistryOptions
+from portside.registry.taglists import TagListCache
 
 # Larger pages are the whole list; the bound keeps page sizes inside a 64-bit SQL LIMIT.
 MAX_PAGE = 2**62
@@ -16,12 +19,18 @@ MAX_PAGE = 2**62
 
 class TagService:
     def __init__(
-        self, repository: str, store: MetadataStore, options: RegistryOptions, events: EventSink | None = None
+        self,
+        repository: str,
+        store: MetadataStore,
+        options: RegistryOptions,
+        events: EventSink | None = None,
+        lists: TagListCache | None = None,
     ) -> None:
         self.repository = repository
         self._store = store
         self._options = options
         self._events = events
+        self._lists = lists or TagListCache(max_names=0)
 
     async def _require_repository(self) -> None:
         if not await self._store.repository_exists(self.repository):
@@ -54,14 +63,17 @@ class TagService:
 
     async def page(self, last: str | None = None, limit: int | None = None) -> Page:
         """Tags in byte order after `last`, at most `limit`; NameUnknown for a repository that does not exist."""
-        if limit is not None:
-            limit = min(limit, MAX_PAGE)
-        names = await self._store.tags(self.repository, last, None if limit is None else limit + 1)
-        if not names:
-            await self._require_repository()
-        if limit is not None and len(names) > limit:
-            return Page(names[:limit], True)
-        return Page(names, False)
+        version = await self._store.tags_version(self.repository)
+        if version is None:
+            raise NameUnknown(f"repository {self.repository} is not known", {"name": self.repository})
+        names = self._lists.get(self.repository, version)
+        if names is None:
+            names = await self._store.tags(self.repository, None, None)
+            self._lists.put(self.repository, version, names)
+        # Code point order (Python's) is UTF-8 byte order, the order the store sorts by.
+        start = bisect.bisect_right(names, last) if last is not None else 0
+        end = len(names) if limit is None else min(len(names), start + min(limit, MAX_PAGE))
+        return Page(names[start:end], end < len(names))
 
     async def all(self) -> list[str]:
         return (await self.page()).items
