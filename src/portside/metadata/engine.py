@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Select, event
+from sqlalchemy import Executable, Select, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -41,6 +43,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 Observer = Callable[[str, float], None]
+
+
+def _verb(sql: str) -> str:
+    """A statement's label in the query metrics: select, insert, update, delete or other."""
+    verb = sql.lstrip().split(" ", 1)[0].lower()
+    return verb if verb in ("select", "insert", "update", "delete") else "other"
 
 
 def _observe_queries(engine: Engine, observe: Observer) -> None:
@@ -53,8 +61,7 @@ def _observe_queries(engine: Engine, observe: Observer) -> None:
     @event.listens_for(engine, "after_cursor_execute")
     def _after(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
         started = conn.info["portside_started"].pop()
-        verb = statement.lstrip().split(" ", 1)[0].lower()
-        observe(verb if verb in ("select", "insert", "update", "delete") else "other", time.perf_counter() - started)
+        observe(_verb(statement), time.perf_counter() - started)
 
 
 class Database:
@@ -68,6 +75,13 @@ class Database:
     async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
         """The rows of a query built once and run often (attribute access by column key)."""
         return await self.read(lambda conn: conn.execute(statement, params).all())
+
+    def execute(
+        self, conn: Connection, statement: Executable, params: dict[str, Any] | list[dict[str, Any]]
+    ) -> Outcome:
+        """Run a statement built once inside a `read` or `write` (a list of parameter sets runs it for each)."""
+        result = conn.execute(statement, params)
+        return Outcome(result.all() if result.returns_rows else [], result.rowcount)
 
     async def write(self, work: Work[T]) -> T:
         raise NotImplementedError
@@ -96,33 +110,61 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+@dataclass
+class Outcome:
+    """What a statement run by `Database.execute` gave: its rows (for a query or RETURNING) and rowcount."""
+
+    rows: Sequence[Any]
+    rowcount: int
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
 class _Prepared:
-    """A query compiled once for SQLite, run straight on the driver's cursor.
+    """A statement compiled once for SQLite, run straight on the driver's cursor.
 
     SQLAlchemy's execution layer costs tens of microseconds a statement, more than SQLite takes to answer a
-    lookup by key; the registry's hottest reads (a manifest by tag, a blob's link) skip it. Parameters and
-    results still go through each column type's own processors, so values are what SQLAlchemy would give.
+    lookup by key or to insert a row; the registry's hottest statements skip it. Parameters and results still
+    go through each column type's own processors, so values are what SQLAlchemy would give. An expanding
+    parameter (`IN`) gets one placeholder per value at run time.
     """
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        assert isinstance(statement, ClauseElement)
         compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
         self.sql = compiled.string
         names = list(compiled.positiontup or ())
         binds = [compiled.binds[name] for name in names]
         self.names = names
-        self.defaults = {n: b.effective_value for n, b in zip(names, binds, strict=True) if not b.required}
+        self.expanding = {n for n, b in zip(names, binds, strict=True) if b.expanding}
+        self.defaults: dict[str, Any] = {
+            n: b.effective_value for n, b in zip(names, binds, strict=True) if not b.required
+        }
         self.bind_processors = [b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds]
-        columns = list(statement.selected_columns)
+        columns = list(getattr(statement, "exported_columns", ()))
         self.result_processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
         self.plain = not any(self.result_processors)
-        self.row: Any = namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
+        self.row: Any = namedtuple("Row", [c.key for c in columns]) if columns else None
 
     def parameters(self, params: dict[str, Any]) -> list[Any]:
-        values = []
+        values: list[Any] = []
         for name, process in zip(self.names, self.bind_processors, strict=True):
             value = params[name] if name in params else self.defaults[name]
-            values.append(value if process is None else process(value))
+            if name in self.expanding:
+                values.extend(value if process is None else map(process, value))
+            else:
+                values.append(value if process is None else process(value))
         return values
+
+    def sql_for(self, params: dict[str, Any]) -> str:
+        sql: str = self.sql
+        for name in self.expanding:
+            count = len(params[name])
+            placeholders = ", ".join("?" * count) if count else "NULL"  # IN (NULL) matches nothing
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", placeholders)
+        return sql
 
     def rows(self, raw: list[tuple[Any, ...]]) -> list[Any]:
         make = self.row._make
@@ -130,6 +172,14 @@ class _Prepared:
             return [make(r) for r in raw]
         processors = self.result_processors
         return [make(v if p is None else p(v) for p, v in zip(processors, r, strict=True)) for r in raw]
+
+    def run(self, driver: Any, params: dict[str, Any] | list[dict[str, Any]]) -> Outcome:
+        if isinstance(params, list):
+            cursor = driver.executemany(self.sql, [self.parameters(p) for p in params])
+            return Outcome([], cursor.rowcount)
+        cursor = driver.execute(self.sql_for(params) if self.expanding else self.sql, self.parameters(params))
+        raw = cursor.fetchall() if self.row is not None else []
+        return Outcome(self.rows(raw) if raw else [], cursor.rowcount)
 
 
 class SQLiteDatabase(Database):
@@ -172,7 +222,7 @@ class SQLiteDatabase(Database):
         self._lock: AbstractContextManager[Any] = threading.Lock() if memory else contextlib.nullcontext()
         self._lock_path = None if memory else f"{os.path.abspath(path or '')}.writelock"
         self._reader: Connection | None = None
-        self._prepared: dict[Select[Any], _Prepared] = {}  # holds the statements, so none is mistaken for another
+        self._prepared: dict[Executable, _Prepared] = {}  # holds the statements, so none is mistaken for another
         self._observe = observe
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -191,18 +241,30 @@ class SQLiteDatabase(Database):
                 # Without BEGIN each statement reads its own snapshot; end whatever SQLAlchemy began.
                 conn.rollback()
 
-    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
+    def _prepare(self, statement: Executable) -> _Prepared:
         prepared = self._prepared.get(statement)
         if prepared is None:
             prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
+        return prepared
+
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
+        prepared = self._prepare(statement)
         started = time.perf_counter()
         with self._lock:
-            driver = self._reading().connection.dbapi_connection
-            assert driver is not None
-            raw = driver.execute(prepared.sql, prepared.parameters(params)).fetchall()
+            outcome = prepared.run(self._reading().connection.dbapi_connection, params)
         if self._observe is not None:
             self._observe("select", time.perf_counter() - started)
-        return prepared.rows(raw)
+        return outcome.rows
+
+    def execute(
+        self, conn: Connection, statement: Executable, params: dict[str, Any] | list[dict[str, Any]]
+    ) -> Outcome:
+        prepared = self._prepare(statement)
+        started = time.perf_counter()
+        outcome = prepared.run(conn.connection.dbapi_connection, params)
+        if self._observe is not None:
+            self._observe(_verb(prepared.sql), time.perf_counter() - started)
+        return outcome
 
     async def write(self, work: Work[T]) -> T:
         if self._writer is None:

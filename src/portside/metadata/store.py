@@ -234,7 +234,11 @@ class _Writes:
         self.manifest_id = select(manifests.c.id).where(
             manifests.c.repository_id == bindparam("repository_id"), manifests.c.digest == bindparam("digest")
         )
-        self.insert_references = insert(manifest_references).on_conflict_do_nothing()
+        self.insert_references = (
+            insert(manifest_references)
+            .values(manifest_id=bindparam("manifest_id"), digest=bindparam("digest"), kind=bindparam("kind"))
+            .on_conflict_do_nothing()
+        )
         upsert_tag = insert(tags).values(
             repository_id=bindparam("repository_id"),
             name=bindparam("tag"),
@@ -252,7 +256,12 @@ class _Writes:
             updated_at=bindparam("now"),
         )
         self.delete_upload = delete(uploads).where(uploads.c.id == bindparam("id"))
-        self.insert_event = notification_outbox.insert()
+        self.insert_event = notification_outbox.insert().values(
+            endpoint=bindparam("endpoint"),
+            event=bindparam("event"),
+            created_at=bindparam("created_at"),
+            next_attempt_at=bindparam("next_attempt_at"),
+        )
 
 
 _WRITES = {"sqlite": _Writes(sqlite.insert), "postgresql": _Writes(postgresql.insert)}
@@ -287,12 +296,13 @@ class MetadataStore:
         return rows[0] if rows else None
 
     def _ensure_repository(self, conn: Connection, name: str, now: datetime) -> int:
-        return int(conn.execute(self._w.ensure_repository, {"name": name, "now": now}).scalar_one())
+        return int(self.db.execute(conn, self._w.ensure_repository, {"name": name, "now": now}).scalar())
 
     def _outbox(self, conn: Connection, entries: Sequence[OutboxEntry]) -> None:
         if entries:
             now = utcnow()
-            conn.execute(
+            self.db.execute(
+                conn,
                 self._w.insert_event,
                 [
                     {"endpoint": e.endpoint, "event": e.event, "created_at": now, "next_attempt_at": now}
@@ -334,8 +344,8 @@ class MetadataStore:
     def _link_blob(self, conn: Connection, name: str, digest: str, size: int) -> None:
         now = utcnow()
         repository_id = self._ensure_repository(conn, name, now)
-        conn.execute(self._w.insert_blob, {"digest": digest, "size": size, "now": now})
-        conn.execute(self._w.link_blob, {"repository_id": repository_id, "digest": digest, "now": now})
+        self.db.execute(conn, self._w.insert_blob, {"digest": digest, "size": size, "now": now})
+        self.db.execute(conn, self._w.link_blob, {"repository_id": repository_id, "digest": digest, "now": now})
 
     async def link_blob(self, name: str, digest: str, size: int, outbox: Sequence[OutboxEntry] = ()) -> None:
         """Record that the blob's bytes are stored and that `name` may use them."""
@@ -379,13 +389,11 @@ class MetadataStore:
         wanted_blobs, wanted_manifests = set(blob_refs), set(manifest_refs)
         found: set[str] = set()
         if wanted_blobs:
-            rows = conn.execute(self._w.linked_blobs, {"repository_id": repository_id, "digests": list(wanted_blobs)})
-            found.update(row.digest for row in rows)
+            params = {"repository_id": repository_id, "digests": list(wanted_blobs)}
+            found.update(row.digest for row in self.db.execute(conn, self._w.linked_blobs, params).rows)
         if wanted_manifests:
-            rows = conn.execute(
-                self._w.present_manifests, {"repository_id": repository_id, "digests": list(wanted_manifests)}
-            )
-            found.update(row.digest for row in rows)
+            params = {"repository_id": repository_id, "digests": list(wanted_manifests)}
+            found.update(row.digest for row in self.db.execute(conn, self._w.present_manifests, params).rows)
         ordered = [*dict.fromkeys([*blob_refs, *manifest_refs])]
         return [digest for digest in ordered if digest not in found]
 
@@ -410,7 +418,8 @@ class MetadataStore:
         missing = self._missing(conn, repository_id, new.blob_refs, new.manifest_refs)
         if missing:
             raise _MissingReferences(missing)
-        inserted = conn.execute(
+        inserted = self.db.execute(
+            conn,
             self._w.insert_manifest,
             {
                 "repository_id": repository_id,
@@ -426,21 +435,19 @@ class MetadataStore:
         )
         manifest_id = inserted.scalar()
         if manifest_id is None:
-            manifest_id = conn.execute(
-                self._w.manifest_id, {"repository_id": repository_id, "digest": new.digest}
-            ).scalar_one()
+            params = {"repository_id": repository_id, "digest": new.digest}
+            manifest_id = self.db.execute(conn, self._w.manifest_id, params).scalar()
         else:
             refs = [{"manifest_id": manifest_id, "digest": d, "kind": BLOB_REF} for d in set(new.blob_refs)]
             refs += [{"manifest_id": manifest_id, "digest": d, "kind": MANIFEST_REF} for d in set(new.manifest_refs)]
             if refs:
-                conn.execute(self._w.insert_references, refs)
+                self.db.execute(conn, self._w.insert_references, refs)
         if tag is not None:
             self._upsert_tag(conn, repository_id, tag, manifest_id, now)
 
     def _upsert_tag(self, conn: Connection, repository_id: int, tag: str, manifest_id: int, now: datetime) -> None:
-        conn.execute(
-            self._w.upsert_tag, {"repository_id": repository_id, "tag": tag, "manifest_id": manifest_id, "now": now}
-        )
+        params = {"repository_id": repository_id, "tag": tag, "manifest_id": manifest_id, "now": now}
+        self.db.execute(conn, self._w.upsert_tag, params)
 
     async def delete_manifest(self, name: str, digest: str, outbox: Sequence[OutboxEntry] = ()) -> bool:
         """Delete the manifest, its references and every tag on it."""
@@ -495,7 +502,7 @@ class MetadataStore:
     async def create_upload(self, upload_id: str, repository: str) -> UploadRecord:
         now = utcnow()
         params = {"id": upload_id, "repository": repository, "now": now}
-        await self.db.write(lambda conn: conn.execute(self._w.create_upload, params))
+        await self.db.write(lambda conn: self.db.execute(conn, self._w.create_upload, params))
         return UploadRecord(upload_id, repository, now, now)
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
@@ -517,7 +524,7 @@ class MetadataStore:
 
         def work(conn: Connection) -> None:
             self._link_blob(conn, name, digest, size)
-            conn.execute(self._w.delete_upload, {"id": upload_id})
+            self.db.execute(conn, self._w.delete_upload, {"id": upload_id})
             self._outbox(conn, outbox)
 
         await self.db.write(work)
