@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -71,7 +71,7 @@ def _request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID, "")
     if 0 < len(given) <= 200 and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
 
 
 def _challenge_response(challenge: Challenge) -> web.Response:
@@ -149,7 +149,7 @@ async def _route(request: web.Request, services: Services) -> web.StreamResponse
     try:
         if "name" in params:
             request["repository"] = params["name"]
-            services.namespace.repository(params["name"])  # a malformed name is 400 before any challenge
+            services.namespace.check_name(params["name"])  # a malformed name is 400 before any challenge
         if services.controller is not None and not debug:
             auth = AuthRequest(request.headers.get("Authorization"), request.remote or "", ctx.base_url())
             ctx.grant = await services.controller.authorize(auth, route.access(params, request.method))

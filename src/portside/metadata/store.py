@@ -54,7 +54,12 @@ class ManifestRecord:
     payload: bytes
     artifact_type: str | None
     subject_digest: str | None
-    annotations: dict[str, str] | None
+    annotations_json: str | None
+
+    @property
+    def annotations(self) -> dict[str, str] | None:
+        """Parsed when asked for: only the referrers API shows them, and every pull would pay for it."""
+        return json.loads(self.annotations_json) if self.annotations_json else None
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def _manifest(row: Row[Any]) -> ManifestRecord:
         payload=bytes(row.payload),
         artifact_type=row.artifact_type,
         subject_digest=row.subject_digest,
-        annotations=json.loads(row.annotations) if row.annotations else None,
+        annotations_json=row.annotations,
     )
 
 

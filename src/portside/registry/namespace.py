@@ -37,10 +37,7 @@ class Namespace:
     def repository(self, name: str, events: EventSink | None = None) -> Repository:
         """The repository called `name` (which need not exist yet); NameInvalid if the name breaks the grammar.
         `events` receives what happens through it (for notifications)."""
-        try:
-            validate_repository_name(name)
-        except ReferenceError as exc:
-            raise NameInvalid(str(exc), {"name": name[:300]}) from None
+        self.check_name(name)
         return Repository(
             name,
             self.driver,
@@ -52,6 +49,13 @@ class Namespace:
             cache=self.cache,
             tag_lists=self.tag_lists,
         )
+
+    def check_name(self, name: str) -> None:
+        """NameInvalid unless `name` follows the repository name grammar."""
+        try:
+            validate_repository_name(name)
+        except ReferenceError as exc:
+            raise NameInvalid(str(exc), {"name": name[:300]}) from None
 
     async def catalog(self, last: str | None = None, limit: int | None = None) -> Page:
         """Repository names in byte order after `last`: at most `limit`, never more than catalog.maxentries."""
