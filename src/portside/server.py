@@ -1,6 +1,6 @@
 """The worker model: a gunicorn arbiter forks worker processes, each running the aiohttp app on its own
-asyncio event loop and sharing the listening socket. Blob bytes move with sendfile, so one loop per core is
-the cheapest way to use every core.
+asyncio event loop and sharing the listening socket. Blob bytes move in the kernel (sendfile) or on
+threads that release the GIL, so one loop per core is the cheapest way to use every core.
 
 The arbiter stays small: it never imports the registry, the database toolkit or the migrations (those run
 in a short-lived child process before workers start); each worker imports what it serves with.

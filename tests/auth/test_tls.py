@@ -3,6 +3,7 @@ answers to plain HTTP on a TLS port and to a TLS ClientHello on a plain port, a 
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.auth.support import Identity, issue, launch, make_ca
 from tests.conftest import Registry, free_port
+from tests.helpers import push_blob, unique_repo
 
 
 @dataclass
@@ -148,6 +150,21 @@ def test_https(tls_reg: Registry, pki: PKI) -> None:
         context(pki).wrap_socket(raw, server_hostname="127.0.0.1") as s,
     ):
         assert s.getpeercert(binary_form=True) == pki.server.cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_blob_bytes_over_tls(tls_reg: Registry, pki: PKI) -> None:
+    """A blob pulled over TLS from this host comes back whole and exact, and so does a range of it: blob bodies
+    to loopback peers bypass the transport for speed, and that must never send the raw bytes past TLS."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    repo = unique_repo("tls")
+    with httpx.Client(base_url=f"https://{tls_reg.host}", verify=context(pki), timeout=30.0) as c:
+        digest = push_blob(c, repo, data)
+        r = c.get(f"/v2/{repo}/blobs/{digest}")
+        assert r.status_code == 200, r.text
+        assert r.content == data
+        r = c.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=1000-2000999"})
+        assert r.status_code == 206, r.text
+        assert r.content == data[1000:2001000]
 
 
 def test_tls12_accepted_by_default(tls_reg: Registry, pki: PKI) -> None:

@@ -7,8 +7,8 @@ import os
 from aiohttp import web
 
 from portside.api.context import Context
+from portside.api.fileresponse import FileRangeResponse
 from portside.api.headers import etag_matches, parse_range
-from portside.api.sendfile import SendfileResponse
 from portside.digest import Digest, DigestError
 from portside.registry import BlobContent, BlobUnknown, DigestInvalid
 from portside.storage import PathNotFound
@@ -62,7 +62,7 @@ def _sendfile(
         fd = os.open(content.local_path, os.O_RDONLY)
     except FileNotFoundError:
         raise BlobUnknown(f"blob {content.descriptor.digest} is missing from storage") from None
-    return SendfileResponse(fd, offset, count, status=status, headers=headers)
+    return FileRangeResponse(fd, offset, count, status=status, headers=headers)
 
 
 async def _stream(
