@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from portside.metadata.engine import current_revision, migrate
+from portside.metadata.engine import current_revision, migrate, open_database
 from portside.metadata.store import MetadataStore, NewManifest, OutboxEntry, utcnow
 
 A, B, C, D = ("sha256:" + ch * 64 for ch in "abcd")
@@ -26,7 +26,30 @@ def manifest(digest: str, blobs: tuple[str, ...] = (), children: tuple[str, ...]
 
 async def test_migrations_are_idempotent(store: MetadataStore) -> None:
     await migrate(store.db)
-    assert await current_revision(store.db) == "0003"
+    assert await current_revision(store.db) == "0004"
+
+
+async def test_sessions_from_before_the_emptiness_flag_count_as_holding_data(store_dsn: str) -> None:
+    """Migration 0004: nothing recorded whether older sessions are empty, so they must not be taken as empty."""
+    from portside.metadata.tables import uploads
+
+    db = open_database(store_dsn)
+    try:
+        await migrate(db, "0003")
+        now = utcnow()
+        old_row = uploads.insert().values(id="old", repository="r", started_at=now, updated_at=now)
+        await db.write(lambda conn: conn.execute(old_row))
+        await migrate(db)
+        store = MetadataStore(db)
+        old = await store.upload("old")
+        assert old is not None
+        assert old.has_data
+        assert not (await store.create_upload("new", "r")).has_data
+        new = await store.upload("new")
+        assert new is not None
+        assert not new.has_data
+    finally:
+        await db.dispose()
 
 
 async def test_catalog_and_tags_sort_by_byte_value(store: MetadataStore) -> None:
@@ -136,10 +159,12 @@ async def test_upload_sessions(store: MetadataStore) -> None:
     record = await store.create_upload("u1", "r")
     assert (await store.upload("u1")) == record
     await asyncio.sleep(0.01)
-    await store.touch_upload("u1")
+    assert not record.has_data
+    await store.mark_upload_data("u1")
     touched = await store.upload("u1")
     assert touched is not None
     assert touched.updated_at > record.updated_at
+    assert touched.has_data
     assert [u.id for u in await store.stale_uploads(utcnow() + timedelta(seconds=1))] == ["u1"]
     assert await store.stale_uploads(utcnow() - timedelta(hours=1)) == []
     await store.finish_upload("u1", "r", A, 3, [OutboxEntry("hook", "{}")])

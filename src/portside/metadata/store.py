@@ -115,6 +115,12 @@ class UploadRecord:
     repository: str
     started_at: datetime
     updated_at: datetime
+    has_data: bool = False
+    """Whether bytes may have been stored; a session without is empty, with no need to ask storage."""
+
+
+def _upload(row: Any) -> UploadRecord:
+    return UploadRecord(row.id, row.repository, row.started_at, row.updated_at, bool(row.has_data))
 
 
 _MANIFEST_COLUMNS = (
@@ -512,10 +518,11 @@ class MetadataStore:
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
         row = await self._fetch_one(_UPLOAD, id=upload_id)
-        return None if row is None else UploadRecord(row.id, row.repository, row.started_at, row.updated_at)
+        return None if row is None else _upload(row)
 
-    async def touch_upload(self, upload_id: str) -> None:
-        statement = update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow())
+    async def mark_upload_data(self, upload_id: str) -> None:
+        """Before bytes are stored into a session: mark it active (so purging leaves it alone) and not empty."""
+        statement = update(uploads).where(uploads.c.id == upload_id).values(updated_at=utcnow(), has_data=True)
         await self.db.write(lambda conn: conn.execute(statement))
 
     async def delete_upload(self, upload_id: str) -> bool:
@@ -540,7 +547,7 @@ class MetadataStore:
 
     async def stale_uploads(self, updated_before: datetime, limit: int = 1000) -> list[UploadRecord]:
         stmt = select(uploads).where(uploads.c.updated_at < updated_before).order_by(uploads.c.updated_at).limit(limit)
-        return [UploadRecord(row.id, row.repository, row.started_at, row.updated_at) for row in await self._all(stmt)]
+        return [_upload(row) for row in await self._all(stmt)]
 
     # ------------------------------------------------------------------ notification outbox
 

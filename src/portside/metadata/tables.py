@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -128,6 +130,8 @@ uploads = Table(
     Column("repository", String(255), nullable=False),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Set before any byte is stored: a session without it is known to be empty without asking storage.
+    Column("has_data", Boolean(), nullable=False, server_default=false()),
     Index("ix_uploads_updated_at", "updated_at"),
 )
 

@@ -125,7 +125,7 @@ class BlobStore:
         await self._cache.remember_link(self.repository, digest, record.size)
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
 
-    def _writer(self, upload_id: str, started_at: datetime, persisted: bool) -> BlobWriter:
+    def _writer(self, upload_id: str, started_at: datetime, persisted: bool, has_data: bool = False) -> BlobWriter:
         return BlobWriter(
             repository=self.repository,
             upload_id=upload_id,
@@ -134,6 +134,7 @@ class BlobStore:
             store=self._store,
             cache=self._hash_states,
             persisted=persisted,
+            has_data=has_data,
             block_size=self._options.upload_block_size,
             events=self._events,
             descriptors=self._cache,
@@ -155,8 +156,4 @@ class BlobStore:
         record = await self._store.upload(upload_id) if _upload_id_valid(upload_id) else None
         if record is None or record.repository != self.repository:
             raise BlobUploadUnknown(f"upload {upload_id[:64]} is not known", {"uuid": upload_id[:64]})
-        return self._writer(record.id, record.started_at, persisted=True)
-
-    async def touch(self, upload_id: str) -> None:
-        """Mark a session as active so upload purging leaves it alone."""
-        await self._store.touch_upload(upload_id)
+        return self._writer(record.id, record.started_at, persisted=True, has_data=record.has_data)

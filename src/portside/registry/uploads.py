@@ -86,6 +86,7 @@ class BlobWriter:
         cache: HashStateCache,
         persisted: bool,
         block_size: int,
+        has_data: bool = False,
         events: EventSink | None = None,
         descriptors: BlobDescriptorCache | None = None,
     ) -> None:
@@ -96,6 +97,7 @@ class BlobWriter:
         self._store = store
         self._cache = cache
         self._persisted = persisted
+        self._has_data = has_data
         self._block_size = block_size
         self._events = events
         self._descriptors = descriptors or NoCache()
@@ -140,10 +142,19 @@ class BlobWriter:
         except PathNotFound:
             self._state = None
 
+    async def will_store(self) -> None:
+        """Call before storing bytes into a session: marks it active for upload purging, and no longer empty."""
+        if self._persisted:
+            await self._store.mark_upload_data(self.id)
+            self._has_data = True
+
     async def is_empty(self) -> bool:
         """Whether the session holds no bytes yet (a whole blob may then be committed with `commit_content`)."""
         if self._file is not None:
             return self._file.size == 0
+        if self._persisted and not self._has_data:
+            self._no_files = True  # nothing was ever stored, so storage need not be asked
+            return True
         try:
             return (await self._driver.stat(self.data_path)).size == 0
         except PathNotFound:
@@ -154,6 +165,8 @@ class BlobWriter:
         """Bytes received so far (the driver's appending writer knows, whatever the backend)."""
         if self._file is not None:
             return self._file.size
+        if self._persisted and not self._has_data:
+            return 0
         file = await self._driver.writer(self.data_path, append=True)
         try:
             return file.size
@@ -187,6 +200,8 @@ class BlobWriter:
         assert self._file is not None
         if not data:
             return 0
+        if self._persisted and not self._has_data:
+            await self.will_store()
         if self._state is None:
             return await self._file.write(data)
         if len(data) <= INLINE_HASH_LIMIT:

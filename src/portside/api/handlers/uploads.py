@@ -158,6 +158,7 @@ async def upload_status(ctx: Context) -> web.StreamResponse:
 async def upload_chunk(ctx: Context) -> web.StreamResponse:
     repo = ctx.repository()
     writer = await repo.blobs.resume(ctx.params["uuid"])
+    await writer.will_store()
     try:
         await writer.open()
         await _check_chunk(ctx, repo, writer)
@@ -165,7 +166,6 @@ async def upload_chunk(ctx: Context) -> web.StreamResponse:
         size = writer.size
     finally:
         await writer.close()
-    await repo.blobs.touch(writer.id)
     return web.Response(status=202, headers=_session_headers(ctx, repo, writer.id, size))
 
 
