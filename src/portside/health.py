@@ -43,7 +43,10 @@ class Check:
 
     async def run_once(self) -> None:
         try:
-            await asyncio.wait_for(self.probe(), self.timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
+            # the probe finishes, and the check would then outlive `HealthChecker.stop`.
+            async with asyncio.timeout(self.timeout):
+                await self.probe()
         except Exception as exc:
             self.failures += 1
             self.error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
@@ -51,11 +54,13 @@ class Check:
             self.failures = 0
             self.error = None
 
-    async def loop(self) -> None:
-        while True:
+    async def loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             started = time.monotonic()
             await self.run_once()
-            await asyncio.sleep(max(self.interval - (time.monotonic() - started), 0.05))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self.interval - (time.monotonic() - started), 0.05)):
+                    await stopping.wait()
 
 
 def storage_probe(namespace: Namespace) -> Probe:
@@ -107,6 +112,7 @@ def tcp_probe(addr: str) -> Probe:
 class HealthChecker:
     def __init__(self, namespace: Namespace, config: Health) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._stopping = asyncio.Event()
         base = config.storagedriver.interval
         self.checks = [Check("database", namespace.store.ping, base)]
         if config.storagedriver.enabled:
@@ -144,9 +150,10 @@ class HealthChecker:
         """Run every check once now, then each at its interval."""
         await asyncio.gather(*(check.run_once() for check in self.checks))
         for check in self.checks:
-            check._task = asyncio.get_running_loop().create_task(check.loop())
+            check._task = asyncio.get_running_loop().create_task(check.loop(self._stopping))
 
     async def stop(self) -> None:
+        self._stopping.set()
         for check in self.checks:
             if check._task is not None:
                 check._task.cancel()

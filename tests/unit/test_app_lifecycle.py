@@ -1,0 +1,26 @@
+"""Starting and stopping a worker's application: a stop that comes right after the start (a SIGTERM during
+boot) must not wait on background checks that were just starting."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from portside.api.app import create_app
+from portside.config.loader import load_config
+
+
+async def test_stop_right_after_start_returns_promptly(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem: {{rootdirectory: {tmp_path / 'data'}}}\nhttp: {{addr: 127.0.0.1:0}}\n"
+    )
+    for _ in range(3):
+        runner = web.AppRunner(create_app(load_config(config), migrate=True))
+        await runner.setup()  # starts the health checks, which probe storage on threads
+        started = time.monotonic()
+        await runner.cleanup()
+        # A wall-clock bound, not asyncio.timeout: the failure this guards against swallows cancellations.
+        assert time.monotonic() - started < 5
