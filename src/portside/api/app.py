@@ -28,7 +28,6 @@ from portside.metrics import Metrics, PrometheusMetrics
 from portside.notifications import Dispatcher, NotificationSink, RequestRecord
 from portside.registry import RegistryError
 from portside.service import open_namespace
-from portside.tokenserver import http as token_http
 
 log = logging.getLogger("portside.api")
 access_log = logging.getLogger("portside.access")
@@ -152,6 +151,8 @@ async def _route(request: web.Request, services: Services) -> web.StreamResponse
             path = path[len(settings.prefix) :]
         if settings.token_path and path == settings.token_path and services.issuer is not None:
             request["route"] = "token"
+            from portside.tokenserver import http as token_http  # loaded with the issuer, not for every worker
+
             return await token_http.handle(request, services.issuer)
     resolved = resolve(path, routes)
     if resolved is None:

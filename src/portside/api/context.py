@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -14,7 +15,9 @@ from portside.health import HealthChecker
 from portside.metrics import Metrics
 from portside.notifications import Dispatcher, NotificationSink
 from portside.registry import Namespace, Repository
-from portside.tokenserver import TokenIssuer
+
+if TYPE_CHECKING:
+    from portside.tokenserver import TokenIssuer
 
 
 @dataclass(frozen=True)

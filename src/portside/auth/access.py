@@ -95,3 +95,13 @@ def scopes_for(needed: Iterable[Access]) -> list[Scope]:
 
 def details(needed: Sequence[Access]) -> list[dict[str, str]]:
     return [access.to_detail() for access in needed]
+
+
+def bearer_challenge(realm: str, service: str, needed: Sequence[Access], error: str | None = None) -> str:
+    parts = [f'realm="{realm}"', f'service="{service}"']
+    scopes = scopes_for(needed)
+    if scopes:
+        parts.append(f'scope="{" ".join(str(s) for s in scopes)}"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)

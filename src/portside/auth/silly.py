@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from portside.auth.access import Access, details
+from portside.auth.access import Access, bearer_challenge, details
 from portside.auth.controller import AccessController, AllowAll, AuthRequest, Challenge, Grant
-from portside.auth.token import bearer_challenge
 
 
 class SillyController(AccessController):

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from portside.auth.access import Access, details, scopes_for
+from portside.auth.access import Access, bearer_challenge, details
 from portside.auth.controller import AccessController, AuthRequest, Challenge, Grant
 from portside.auth.keys import libtrust_key_id
 
@@ -36,16 +36,6 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     scheme, _, value = authorization.partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
-
-
-def bearer_challenge(realm: str, service: str, needed: Sequence[Access], error: str | None = None) -> str:
-    parts = [f'realm="{realm}"', f'service="{service}"']
-    scopes = scopes_for(needed)
-    if scopes:
-        parts.append(f'scope="{" ".join(str(s) for s in scopes)}"')
-    if error:
-        parts.append(f'error="{error}"')
-    return "Bearer " + ",".join(parts)
 
 
 class TokenGrant(Grant):

@@ -10,7 +10,8 @@ The store writes every operation as a plain function of a SQLAlchemy `Connection
   upgrade. `synchronous=NORMAL`: a commit survives any crash of the process; on power loss the last
   commits may be lost, which leaves the store consistent because bytes are made durable before the
   metadata that refers to them (see docs/architecture.md).
-- PostgreSQL (`AsyncDatabase`): an asyncpg engine; the same functions run through `run_sync`.
+- PostgreSQL (`portside.metadata.postgres.AsyncDatabase`): an asyncpg engine; the same functions run through
+  `run_sync`.
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import asyncpg
 from sqlalchemy import Executable, Select, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -346,75 +345,6 @@ class SQLiteDatabase(Database):
         self.engine.dispose()
 
 
-class AsyncDatabase(Database):
-    """PostgreSQL: transactions through SQLAlchemy on asyncpg; the prebuilt queries straight on asyncpg.
-
-    The hottest reads (`fetch`) skip SQLAlchemy's execution layer and its greenlet hand-off: they run on a
-    pool of plain asyncpg connections, where each becomes a server-side prepared statement.
-    """
-
-    dialect = "postgresql"
-    RETRIED = (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError)
-
-    def __init__(
-        self, engine: AsyncEngine, observe: Observer | None = None, pool_options: dict[str, Any] | None = None
-    ) -> None:
-        self.engine = engine
-        self._observe = observe
-        if observe is not None:
-            _observe_queries(engine.sync_engine, observe)
-        self._pool_options = pool_options or {}
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
-        self._prepared: dict[Executable, _Prepared] = {}
-
-    async def read(self, work: Work[T]) -> T:
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(work)
-
-    async def write(self, work: Work[T]) -> T:
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
-
-    async def _connections(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    url = self.engine.url
-                    self._pool = await asyncpg.create_pool(
-                        user=url.username,
-                        password=url.password,
-                        host=url.host,
-                        port=url.port or 5432,
-                        database=url.database,
-                        **self._pool_options,
-                    )
-        return self._pool
-
-    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
-        prepared = self._prepared.get(statement)
-        if prepared is None:
-            prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
-        if prepared.expanding:
-            return await super().fetch(statement, params)
-        values = prepared.parameters(params)
-        pool = await self._connections()
-        started = time.perf_counter()
-        try:
-            records = await pool.fetch(prepared.sql, *values)
-        except self.RETRIED:
-            records = await pool.fetch(prepared.sql, *values)  # a read: safe to try once more on a new connection
-        if self._observe is not None:
-            self._observe("select", time.perf_counter() - started)
-        return prepared.rows([tuple(r) for r in records]) if records else []
-
-    async def dispose(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-        await self.engine.dispose()
-
-
 def open_database(
     dsn: str,
     busy_timeout_ms: int = 30000,
@@ -430,6 +360,11 @@ def open_database(
         path = url.database if url.database not in (None, "", ":memory:") else None
         return SQLiteDatabase(path, busy_timeout_ms, observe)
     if url.drivername in ("postgresql", "postgresql+asyncpg"):
+        # Imported here: asyncpg and SQLAlchemy's asyncio layer cost a worker some 20 MiB it needs only here.
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from portside.metadata.postgres import AsyncDatabase
+
         engine = create_async_engine(
             url.set(drivername="postgresql+asyncpg"),
             pool_pre_ping=True,

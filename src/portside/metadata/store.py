@@ -10,6 +10,7 @@ bytes that are missing.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from portside.metadata.engine import Database
@@ -275,13 +275,22 @@ class _Writes:
         )
 
 
-_WRITES = {"sqlite": _Writes(sqlite.insert), "postgresql": _Writes(postgresql.insert)}
+@functools.cache
+def _writes(dialect: str) -> _Writes:
+    """Built on first use, importing only the dialect in use."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return _Writes(postgresql.insert)
+    from sqlalchemy.dialects import sqlite
+
+    return _Writes(sqlite.insert)
 
 
 class MetadataStore:
     def __init__(self, database: Database) -> None:
         self.db = database
-        self._w = _WRITES["postgresql" if database.dialect == "postgresql" else "sqlite"]
+        self._w = _writes("postgresql" if database.dialect == "postgresql" else "sqlite")
 
     async def close(self) -> None:
         await self.db.dispose()

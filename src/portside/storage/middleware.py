@@ -12,13 +12,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from typing import TYPE_CHECKING, Any
 
 from portside.storage.driver import StorageDriver
 from portside.storage.wrapper import DriverWrapper
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 
 def _join(baseurl: str, path: str) -> str:
@@ -44,16 +44,23 @@ class CloudFrontMiddleware(DriverWrapper):
         self.baseurl = baseurl
         self.keypairid = keypairid
         self.duration = duration
+        # Imported here, where a key is loaded: cryptography costs every worker memory it rarely needs.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         key = serialization.load_pem_private_key(Path(privatekey).read_bytes(), password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError(f"{privatekey}: CloudFront signs with an RSA key")
-        self._key = key
+        self._key: RSAPrivateKey = key
 
     def sign(self, url: str, expires: int) -> str:
         policy = json.dumps(
             {"Statement": [{"Resource": url, "Condition": {"DateLessThan": {"AWS:EpochTime": expires}}}]},
             separators=(",", ":"),
         ).encode()
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         signature = self._key.sign(policy, padding.PKCS1v15(), hashes.SHA1())
         return f"{url}?Expires={expires}&Signature={_cloudfront_b64(signature)}&Key-Pair-Id={self.keypairid}"
 

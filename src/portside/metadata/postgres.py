@@ -1,0 +1,88 @@
+"""PostgreSQL: the metadata store's statements through asyncpg.
+
+A module of its own so that a SQLite deployment never imports asyncpg or SQLAlchemy's asyncio layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+from sqlalchemy import Executable, Select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from portside.metadata.engine import Database, Observer, Work, _observe_queries, _Prepared
+
+T = TypeVar("T")
+
+
+class AsyncDatabase(Database):
+    """PostgreSQL: transactions through SQLAlchemy on asyncpg; the prebuilt queries straight on asyncpg.
+
+    The hottest reads (`fetch`) skip SQLAlchemy's execution layer and its greenlet hand-off: they run on a
+    pool of plain asyncpg connections, where each becomes a server-side prepared statement.
+    """
+
+    dialect = "postgresql"
+    RETRIED = (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError)
+
+    def __init__(
+        self, engine: AsyncEngine, observe: Observer | None = None, pool_options: dict[str, Any] | None = None
+    ) -> None:
+        self.engine = engine
+        self._observe = observe
+        if observe is not None:
+            _observe_queries(engine.sync_engine, observe)
+        self._pool_options = pool_options or {}
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._prepared: dict[Executable, _Prepared] = {}
+
+    async def read(self, work: Work[T]) -> T:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def write(self, work: Work[T]) -> T:
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work)
+
+    async def _connections(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    url = self.engine.url
+                    self._pool = await asyncpg.create_pool(
+                        user=url.username,
+                        password=url.password,
+                        host=url.host,
+                        port=url.port or 5432,
+                        database=url.database,
+                        **self._pool_options,
+                    )
+        return self._pool
+
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
+        if prepared.expanding:
+            return await super().fetch(statement, params)
+        values = prepared.parameters(params)
+        pool = await self._connections()
+        started = time.perf_counter()
+        try:
+            records = await pool.fetch(prepared.sql, *values)
+        except self.RETRIED:
+            records = await pool.fetch(prepared.sql, *values)  # a read: safe to try once more on a new connection
+        if self._observe is not None:
+            self._observe("select", time.perf_counter() - started)
+        return prepared.rows([tuple(r) for r in records]) if records else []
+
+    async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        await self.engine.dispose()
