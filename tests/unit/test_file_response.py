@@ -17,6 +17,7 @@ from portside.api import fileresponse
 from portside.api.fileresponse import FileRangeResponse
 
 SIZE = 3 * fileresponse.COPY_BLOCK + 12345
+BULK = bytes(range(256)) * 240  # 60 KiB: under the transport's high-water mark, so queued without pausing
 
 
 @pytest.fixture
@@ -39,7 +40,11 @@ async def server(tmp_path: Path, blob: tuple[Path, bytes]) -> AsyncIterator[Test
         count = int(request.query.get("count", str(path.stat().st_size - offset)))
         return FileRangeResponse(os.open(path, os.O_RDONLY), offset, count, headers={})
 
+    async def bulk(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=BULK)
+
     app = web.Application()
+    app.router.add_get("/bulk", bulk)
     app.router.add_get("/{name}", send)
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
@@ -62,6 +67,26 @@ async def exchange(srv: TestServer, *targets: str) -> list[bytes]:
     finally:
         writer.close()
     return bodies
+
+
+async def test_body_after_a_response_still_queued_comes_in_order(server: TestServer, blob: tuple[Path, bytes]) -> None:
+    """A pipelining client that reads nothing at first: earlier responses queue up ahead of the blob's, and
+    the blob's bytes, which a copy writes past the transport, must still arrive after all of them."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    earlier = 200
+    try:
+        writer.write(b"GET /bulk HTTP/1.1\r\nHost: x\r\n\r\n" * earlier + b"GET /blob HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.5)
+        bodies = []
+        for _ in range(earlier + 1):
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.lower().split(b"\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in lines if line.startswith(b"content-length:"))
+            bodies.append(await reader.readexactly(length))
+    finally:
+        writer.close()
+    assert all(body == BULK for body in bodies[:earlier])
+    assert bodies[earlier] == blob[1]
 
 
 async def copies_settle(expected: int = 0, seconds: float = 10.0) -> int:

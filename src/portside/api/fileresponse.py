@@ -47,9 +47,7 @@ class FileRangeResponse(web.StreamResponse):
             transport = request.transport
             if transport is None:
                 raise ConnectionResetError("connection lost")
-            if _copies < COPY_THREADS and _is_plain_loopback(transport):
-                assert writer is not None
-                await writer.drain()
+            if _copies < COPY_THREADS and _is_plain_loopback(transport) and _is_flushed(transport):
                 await self._copy(transport)
             else:
                 with os.fdopen(os.dup(self._fd), "rb") as file:
@@ -59,7 +57,7 @@ class FileRangeResponse(web.StreamResponse):
         finally:
             self.close_file()
 
-    async def _copy(self, transport: asyncio.BaseTransport) -> None:
+    async def _copy(self, transport: asyncio.Transport) -> None:
         """Copy on a thread through duplicates of both descriptors, so closing the connection or the response
         while the thread runs can never leave it writing to a descriptor number reused by something else."""
         global _copies, _threads
@@ -69,7 +67,8 @@ class FileRangeResponse(web.StreamResponse):
         own = socket.socket(fileno=os.dup(connection.fileno()))
         own.settimeout(STALL_SECONDS)
         source = os.dup(self._fd)
-        transport.pause_reading()  # type: ignore[attr-defined]
+        reading = transport.is_reading()
+        transport.pause_reading()
         _copies += 1
         try:
             await asyncio.get_running_loop().run_in_executor(
@@ -82,8 +81,8 @@ class FileRangeResponse(web.StreamResponse):
             raise ConnectionResetError("client stopped reading") from None
         finally:
             _copies -= 1
-            if not transport.is_closing():
-                transport.resume_reading()  # type: ignore[attr-defined]
+            if reading and not transport.is_closing():
+                transport.resume_reading()
 
     def close_file(self) -> None:
         if self._fd >= 0:
@@ -110,6 +109,13 @@ def _copy_range(source: int, sink: socket.socket, offset: int, count: int) -> No
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # the thread has finished and closed it
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def _is_flushed(transport: asyncio.Transport) -> bool:
+    """Nothing the transport was given is still waiting to be sent (the status line and headers, or an earlier
+    response to a client slow to read): the copy writes past the transport, so anything queued there would
+    reach the client after the body. When something is queued, the response goes by sendfile, which waits."""
+    return transport.get_write_buffer_size() == 0
 
 
 def _is_plain_loopback(transport: asyncio.BaseTransport) -> bool:
