@@ -24,8 +24,8 @@ from portside.storage.driver import (
     StorageDriver,
     StorageError,
     check_dir_path,
-    check_path,
 )
+from portside.storage.drivers.objects import ObjectKeys, PartWriter
 
 MiB = 1024 * 1024
 REDIRECT_SECONDS = 20 * 60
@@ -59,36 +59,23 @@ class _Reader(FileReader):
         self._buffer = b""
 
 
-class _Writer(FileWriter):
+class _Writer(PartWriter):
     def __init__(self, driver: AzureDriver, blob: Any, staged: list[tuple[int, int]]) -> None:
+        super().__init__(driver.chunksize, sum(size for _, size in staged))
         self._driver = driver
         self._blob = blob
         self._staged = staged  # (index, size) of uncommitted blocks, in order
-        self._buffer = bytearray()
-        self._size = sum(size for _, size in staged)
 
-    @property
-    def size(self) -> int:
-        return self._size
-
-    async def _stage(self, data: bytes | bytearray) -> None:
+    async def _store_part(self, data: bytes | bytearray) -> None:
         index = self._staged[-1][0] + 1 if self._staged else 0
         await self._blob.stage_block(block_id=_block_id(index), data=bytes(data), length=len(data))
         self._staged.append((index, len(data)))
-
-    async def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._buffer += data
-        self._size += len(data)
-        while len(self._buffer) >= self._driver.chunksize:
-            block, self._buffer = self._buffer[: self._driver.chunksize], self._buffer[self._driver.chunksize :]
-            await self._stage(block)
-        return len(data)
 
     async def commit(self) -> None:
         from azure.storage.blob import BlobBlock
 
         if self._buffer:
-            await self._stage(self._buffer)
+            await self._store_part(self._buffer)
             self._buffer = bytearray()
         blocks = [BlobBlock(block_id=_block_id(index)) for index, _ in self._staged]
         await self._blob.commit_block_list(blocks)
@@ -99,11 +86,11 @@ class _Writer(FileWriter):
 
     async def close(self) -> None:
         if self._buffer:
-            await self._stage(self._buffer)
+            await self._store_part(self._buffer)
             self._buffer = bytearray()
 
 
-class AzureDriver(StorageDriver):
+class AzureDriver(ObjectKeys, StorageDriver):
     name = "azure"
 
     def __init__(
@@ -147,19 +134,6 @@ class AzureDriver(StorageDriver):
         if self._container is None:
             raise StorageError("the azure driver is not connected (call connect())")
         return self._container
-
-    def key(self, path: str) -> str:
-        relative = check_path(path)[1:]
-        return f"{self.root}/{relative}" if self.root else relative
-
-    def dir_prefix(self, path: str) -> str:
-        check_dir_path(path)
-        parts = [p for p in (self.root, path.strip("/")) if p]
-        return "/".join(parts) + "/" if parts else ""
-
-    def path_of(self, name: str) -> str:
-        relative = name[len(self.root) + 1 :] if self.root else name
-        return "/" + relative.rstrip("/")
 
     async def _properties(self, key: str) -> Any | None:
         from azure.core.exceptions import ResourceNotFoundError

@@ -25,8 +25,8 @@ from portside.storage.driver import (
     StorageDriver,
     StorageError,
     check_dir_path,
-    check_path,
 )
+from portside.storage.drivers.objects import ObjectKeys, PartWriter
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -56,17 +56,12 @@ class _Reader(FileReader):
         self._position = self._size
 
 
-class _Writer(FileWriter):
+class _Writer(PartWriter):
     def __init__(self, driver: GCSDriver, key: str, parts: list[tuple[int, int]]) -> None:
+        super().__init__(driver.chunksize, sum(size for _, size in parts))
         self._driver = driver
         self._key = key
         self._parts = parts  # (index, size), in order
-        self._buffer = bytearray()
-        self._size = sum(size for _, size in parts)
-
-    @property
-    def size(self) -> int:
-        return self._size
 
     def _part_key(self, index: int) -> str:
         return f"{self._key}{PARTS}/{index:010d}"
@@ -76,15 +71,6 @@ class _Writer(FileWriter):
         blob = self._driver.bucket.blob(self._part_key(index))
         await self._driver.run(blob.upload_from_string, bytes(data), checksum="crc32c")
         self._parts.append((index, len(data)))
-
-    async def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._buffer += data
-        self._size += len(data)
-        chunk = self._driver.chunksize
-        while len(self._buffer) >= chunk:
-            part, self._buffer = self._buffer[:chunk], self._buffer[chunk:]
-            await self._store_part(part)
-        return len(data)
 
     async def commit(self) -> None:
         driver = self._driver
@@ -110,7 +96,7 @@ class _Writer(FileWriter):
             self._buffer = bytearray()
 
 
-class GCSDriver(StorageDriver):
+class GCSDriver(ObjectKeys, StorageDriver):
     name = "gcs"
 
     def __init__(
@@ -171,19 +157,6 @@ class GCSDriver(StorageDriver):
         if self._bucket is None:
             raise StorageError("the gcs driver is not connected (call connect())")
         return self._bucket
-
-    def key(self, path: str) -> str:
-        relative = check_path(path)[1:]
-        return f"{self.root}/{relative}" if self.root else relative
-
-    def dir_prefix(self, path: str) -> str:
-        check_dir_path(path)
-        parts = [p for p in (self.root, path.strip("/")) if p]
-        return "/".join(parts) + "/" if parts else ""
-
-    def path_of(self, name: str) -> str:
-        relative = name[len(self.root) + 1 :] if self.root else name
-        return "/" + relative.rstrip("/")
 
     async def _blob(self, key: str) -> Any | None:
         return await self.run(self.bucket.get_blob, key)

@@ -24,8 +24,8 @@ from portside.storage.driver import (
     StorageDriver,
     StorageError,
     check_dir_path,
-    check_path,
 )
+from portside.storage.drivers.objects import ObjectKeys, PartWriter
 
 MiB = 1024 * 1024
 MIN_CHUNK = 5 * MiB
@@ -52,24 +52,19 @@ class _Reader(FileReader):
         self._body.close()
 
 
-class _Writer(FileWriter):
+class _Writer(PartWriter):
     def __init__(
         self, driver: S3Driver, key: str, upload_id: str | None, parts: list[dict[str, Any]], pending: bytes
     ) -> None:
+        super().__init__(driver.chunksize, sum(int(p["Size"]) for p in parts) + len(pending), pending)
         self._driver = driver
         self._key = key
         self._upload_id = upload_id
         self._parts = parts
-        self._buffer = bytearray(pending)
         self._flushed_pending = bytes(pending)
-        self._size: int = sum(int(p["Size"]) for p in parts) + len(pending)
         self._closed = False
 
-    @property
-    def size(self) -> int:
-        return self._size
-
-    async def _upload_part(self, data: bytes | bytearray) -> None:
+    async def _store_part(self, data: bytes | bytearray) -> None:
         client = self._driver.client
         if self._upload_id is None:
             created = await client.create_multipart_upload(**self._driver.put_args(self._key))
@@ -80,22 +75,13 @@ class _Writer(FileWriter):
         )
         self._parts.append({"PartNumber": number, "ETag": result["ETag"], "Size": len(data)})
 
-    async def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._buffer += data
-        self._size += len(data)
-        chunk = self._driver.chunksize
-        while len(self._buffer) >= chunk:
-            part, self._buffer = self._buffer[:chunk], self._buffer[chunk:]
-            await self._upload_part(part)
-        return len(data)
-
     async def commit(self) -> None:
         driver = self._driver
         if self._upload_id is None:
             await driver.client.put_object(Body=bytes(self._buffer), **driver.put_args(self._key))
         else:
             if self._buffer:
-                await self._upload_part(self._buffer)
+                await self._store_part(self._buffer)
             await driver.client.complete_multipart_upload(
                 Bucket=driver.bucket,
                 Key=self._key,
@@ -133,7 +119,7 @@ class _Writer(FileWriter):
             await driver.delete_key(self._key + PENDING_SUFFIX)
 
 
-class S3Driver(StorageDriver):
+class S3Driver(ObjectKeys, StorageDriver):
     name = "s3"
 
     def __init__(
@@ -214,20 +200,6 @@ class S3Driver(StorageDriver):
         if self._context is not None:
             await self._context.__aexit__(None, None, None)
             self._client = self._context = None
-
-    def key(self, path: str) -> str:
-        relative = check_path(path)[1:]
-        return f"{self.root}/{relative}" if self.root else relative
-
-    def dir_prefix(self, path: str) -> str:
-        check_dir_path(path)
-        relative = path.strip("/")
-        parts = [p for p in (self.root, relative) if p]
-        return "/".join(parts) + "/" if parts else ""
-
-    def path_of(self, key: str) -> str:
-        relative = key[len(self.root) + 1 :] if self.root else key
-        return "/" + relative.rstrip("/")
 
     def put_args(self, key: str) -> dict[str, Any]:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "StorageClass": self.storageclass}
