@@ -75,7 +75,10 @@ class FileRangeResponse(web.StreamResponse):
                 _threads, _copy_range, source, own, self._offset, self._count
             )
         except asyncio.CancelledError:
-            _shutdown(own)
+            # Stop the thread by ending the connection through the loop's own descriptor, which stays open
+            # here; the thread's duplicate may already be closed and its number reused.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
             raise
         except TimeoutError:
             raise ConnectionResetError("client stopped reading") from None
@@ -104,11 +107,6 @@ def _copy_range(source: int, sink: socket.socket, offset: int, count: int) -> No
     finally:
         os.close(source)
         sink.close()
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # the thread has finished and closed it
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _is_flushed(transport: asyncio.Transport) -> bool:

@@ -68,6 +68,16 @@ class Database:
     """Runs store operations; `read` for queries, `write` for transactions, `fetch` for prebuilt queries."""
 
     dialect: str = ""
+    engine: Any
+    _prepared: dict[Executable, _Prepared]
+
+    def _prepare(self, statement: Executable) -> _Prepared:
+        """A prebuilt statement compiled once for this database (the dict holds the statements, so none is
+        mistaken for another)."""
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
+        return prepared
 
     async def read(self, work: Work[T]) -> T:
         raise NotImplementedError
@@ -193,6 +203,7 @@ class SQLiteDatabase(Database):
     """
 
     dialect = "sqlite"
+    engine: Engine
     MAX_GROUP = 64
 
     def __init__(self, path: str | None, busy_timeout_ms: int, observe: Observer | None = None) -> None:
@@ -222,7 +233,7 @@ class SQLiteDatabase(Database):
         self._lock: AbstractContextManager[Any] = threading.Lock() if memory else contextlib.nullcontext()
         self._lock_path = None if memory else f"{os.path.abspath(path or '')}.writelock"
         self._reader: Connection | None = None
-        self._prepared: dict[Executable, _Prepared] = {}  # holds the statements, so none is mistaken for another
+        self._prepared = {}
         self._observe = observe
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -240,12 +251,6 @@ class SQLiteDatabase(Database):
             finally:
                 # Without BEGIN each statement reads its own snapshot; end whatever SQLAlchemy began.
                 conn.rollback()
-
-    def _prepare(self, statement: Executable) -> _Prepared:
-        prepared = self._prepared.get(statement)
-        if prepared is None:
-            prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
-        return prepared
 
     async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
         prepared = self._prepare(statement)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import Executable, Select
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from portside.metadata.engine import Database, Observer, Work, _observe_queries, _Prepared
+from portside.metadata.engine import Database, Observer, Work, _observe_queries
 
 T = TypeVar("T")
 
@@ -27,6 +27,7 @@ class AsyncDatabase(Database):
     """
 
     dialect = "postgresql"
+    engine: AsyncEngine
     RETRIED = (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError)
 
     def __init__(
@@ -39,7 +40,7 @@ class AsyncDatabase(Database):
         self._pool_options = pool_options or {}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self._prepared: dict[Executable, _Prepared] = {}
+        self._prepared = {}
 
     async def read(self, work: Work[T]) -> T:
         async with self.engine.connect() as conn:
@@ -65,9 +66,7 @@ class AsyncDatabase(Database):
         return self._pool
 
     async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
-        prepared = self._prepared.get(statement)
-        if prepared is None:
-            prepared = self._prepared[statement] = _Prepared(statement, self.engine.dialect)
+        prepared = self._prepare(statement)
         if prepared.expanding:
             return await super().fetch(statement, params)
         values = prepared.parameters(params)

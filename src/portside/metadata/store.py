@@ -203,7 +203,6 @@ class _Writes:
     """The statements of every push, built once per dialect (upserts differ between SQLite and PostgreSQL)."""
 
     def __init__(self, insert: Any) -> None:
-        self.insert = insert
         upsert_repository = insert(repositories).values(name=bindparam("name"), created_at=bindparam("now"))
         self.ensure_repository = upsert_repository.on_conflict_do_update(
             index_elements=[repositories.c.name], set_={"name": upsert_repository.excluded.name}

@@ -238,7 +238,10 @@ class BlobWriter:
                     await pending
         return total
 
-    async def _mismatch(self, expected: Digest, actual: Digest, size: int | None, actual_size: int) -> None:
+    async def _verify(self, expected: Digest, actual: Digest, size: int | None, actual_size: int) -> None:
+        """Cancel the session and raise when the bytes are not the blob the client named."""
+        if actual == expected and (size is None or size == actual_size):
+            return
         await self.cancel()
         if actual != expected:
             raise DigestInvalid(f"content digest {actual} does not match {expected}", {"digest": expected})
@@ -253,16 +256,13 @@ class BlobWriter:
         assert self._file is not None
         actual_size = self._file.size
         if self._state is not None:
-            actual = Digest(f"{expected.algorithm}:{self._state.hashers[expected.algorithm].hexdigest()}")
-            if actual != expected or (size is not None and size != actual_size):
-                await self._mismatch(expected, actual, size, actual_size)
+            hasher = self._state.hashers[expected.algorithm]
+            await self._verify(expected, Digest(f"{expected.algorithm}:{hasher.hexdigest()}"), size, actual_size)
             await self._file.commit()
-        else:
+        else:  # no hash state: the bytes can only be read back once the store has them whole
             await self._file.commit()
-            hashers = await self._hash_stored([expected.algorithm], actual_size)
-            actual = Digest(f"{expected.algorithm}:{hashers[expected.algorithm].hexdigest()}")
-            if actual != expected or (size is not None and size != actual_size):
-                await self._mismatch(expected, actual, size, actual_size)
+            hasher = (await self._hash_stored([expected.algorithm], actual_size))[expected.algorithm]
+            await self._verify(expected, Digest(f"{expected.algorithm}:{hasher.hexdigest()}"), size, actual_size)
         if not await self._blob_stored(expected):
             await self._driver.move(self.data_path, paths.blob_data(expected))
         return await self._finish(expected, actual_size)
@@ -273,9 +273,7 @@ class BlobWriter:
         The bytes go straight to the blob's place in one durable write, with no upload file: a small
         monolithic upload costs one storage operation instead of five.
         """
-        actual = await digest_of(content, expected.algorithm)
-        if actual != expected or (size is not None and size != len(content)):
-            await self._mismatch(expected, actual, size, len(content))
+        await self._verify(expected, await digest_of(content, expected.algorithm), size, len(content))
         if not await self._blob_stored(expected):
             await self._driver.put_content(paths.blob_data(expected), content)
         return await self._finish(expected, len(content))
