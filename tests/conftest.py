@@ -38,6 +38,10 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+STARTED: list[Registry] = []
+"""Every server this test process started, so their logs can be checked once the session ends."""
+
+
 @dataclass
 class Registry:
     """A running `portside serve` process and where to reach it."""
@@ -69,6 +73,7 @@ class Registry:
         return self.workdir / "server.log"
 
     def start(self, timeout: float = 30.0) -> None:
+        STARTED.append(self)
         self.config_path.write_text(yaml.safe_dump(self.config))
         env = {**os.environ, **self.env}
         log = self.log_path.open("ab")
@@ -122,6 +127,15 @@ class Registry:
         self.stop()
         self.start()
 
+    def undeclared_errors(self) -> list[str]:
+        """Answers with an error code the route table does not declare for that route (the server logs each):
+        the generated OpenAPI document and error table would then be wrong."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if "undeclared error code" in line]
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -139,6 +153,14 @@ def default_config(workdir: Path, port: int) -> dict[str, Any]:
         },
         "http": {"addr": f"127.0.0.1:{port}"},
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _error_codes_are_declared() -> Iterator[None]:
+    """Every error any test provoked must be one its route declares (api/routes.py)."""
+    yield
+    undeclared = sorted({line.split("undeclared error code ", 1)[1] for r in STARTED for line in r.undeclared_errors()})
+    assert undeclared == [], "error codes answered that the route table does not declare"
 
 
 RegistryFactory = Callable[..., Registry]

@@ -93,7 +93,7 @@ def events_list(config: str | None, status: str | None, endpoint: str | None, li
         try:
             await store.migrate()
             wanted = "pending" if status == "failed" else status
-            for delivery in await store.deliveries(wanted, endpoint, limit=limit):
+            for delivery in await store.outbox.deliveries(wanted, endpoint, limit=limit):
                 state = _status(delivery, thresholds.get(delivery.endpoint, 1))
                 if status is not None and state != status:
                     continue
@@ -135,16 +135,37 @@ def events_replay(config: str | None, endpoint: str | None, ids: tuple[int, ...]
         try:
             await store.migrate()
             if ids:
-                return int(await store.replay(ids=list(ids), endpoint=endpoint))
+                return int(await store.outbox.replay(ids=list(ids), endpoint=endpoint))
             total = 0
             for name, threshold in thresholds.items():
                 if endpoint is None or endpoint == name:
-                    total += await store.replay(endpoint=name, failed_after=threshold)
+                    total += await store.outbox.replay(endpoint=name, failed_after=threshold)
             return total
         finally:
             await store.close()
 
     click.echo(f"queued {asyncio.run(run())} deliveries again")
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--error-table", is_flag=True, help="Print the Markdown table of each route's error codes instead.")
+def openapi(config: str | None, error_table: bool) -> None:
+    """Print the OpenAPI 3.1 document of the registry's routes (also served at /openapi.json)."""
+    from portside.api.app import settings_from
+    from portside.api.openapi import document
+    from portside.api.openapi import error_table as table
+    from portside.api.routes import debug_routes, registry_routes
+
+    try:
+        settings = settings_from(load_config(config))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    routes = registry_routes(settings.token_path)
+    if error_table:
+        click.echo(table(routes), nl=False)
+        return
+    click.echo(json.dumps(document(routes, debug_routes(settings.metrics_path)), indent=2))
 
 
 @main.command()

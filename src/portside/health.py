@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from portside.config.schema import Health, split_addr
-from portside.registry import Namespace
-from portside.storage import paths
+from portside.registry import LocalNamespace
 
 if TYPE_CHECKING:
     import aiohttp
@@ -63,16 +62,12 @@ class Check:
                     await stopping.wait()
 
 
-def storage_probe(namespace: Namespace) -> Probe:
+def storage_probe(namespace: LocalNamespace) -> Probe:
     """Write, read back and delete a small file: the driver is reachable and writable."""
-    path = f"{paths.ROOT}/health/{socket.gethostname()}-{os.getpid()}"
+    name = f"{socket.gethostname()}-{os.getpid()}"
 
     async def probe() -> None:
-        payload = os.urandom(16)
-        await namespace.driver.put_content(path, payload)
-        if await namespace.driver.get_content(path) != payload:
-            raise RuntimeError("read back different content")
-        await namespace.driver.delete(path)
+        await namespace.content.probe(name)
 
     return probe
 
@@ -110,7 +105,7 @@ def tcp_probe(addr: str) -> Probe:
 
 
 class HealthChecker:
-    def __init__(self, namespace: Namespace, config: Health) -> None:
+    def __init__(self, namespace: LocalNamespace, config: Health) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
         base = config.storagedriver.interval
@@ -166,7 +161,7 @@ class HealthChecker:
         return {check.name: check.error or "failing" for check in self.checks if check.failing}
 
 
-async def check(namespace: Namespace) -> dict[str, str]:
+async def check(namespace: LocalNamespace) -> dict[str, str]:
     """Run the always-on checks once (database, storage driver): failing ones by name, with why."""
     checker = HealthChecker(namespace, Health())
     await asyncio.gather(*(c.run_once() for c in checker.checks))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -44,6 +46,17 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
+@dataclass(frozen=True)
+class Gauge:
+    """A metric family computed when scraped, from what the metadata store holds now (the same for every
+    worker, so not summed across them)."""
+
+    name: str
+    help: str
+    samples: tuple[tuple[tuple[str, ...], float], ...]
+    labels: tuple[str, ...] = ()
+
+
 class Metrics:
     """The recording side. The base class records nothing, so callers never need to check."""
 
@@ -65,6 +78,10 @@ class Metrics:
         return None
 
     def notification(self, endpoint: str, delivered: int, failed: int) -> None:
+        return None
+
+    def job(self, name: str, seconds: float, error: str | None) -> None:
+        """A background job ran (error is None when it succeeded)."""
         return None
 
 
@@ -100,6 +117,19 @@ class PrometheusMetrics(Metrics):
         )
         self.delivered = Counter("portside_notifications_delivered", "Events delivered", ["endpoint"])
         self.failures = Counter("portside_notifications_failures", "Failed delivery attempts", ["endpoint"])
+        self.job_runs = Counter("portside_job_runs", "Background job runs", ["job", "outcome"])
+        self.job_duration = Histogram(
+            "portside_job_duration_seconds",
+            "Time a background job run took",
+            ["job"],
+            buckets=(0.001, 0.01, 0.1, 1, 10, 60, 600, 3600),
+        )
+        self.job_success = Gauge(
+            "portside_job_last_success_timestamp_seconds",
+            "When a background job last succeeded (Unix time)",
+            ["job"],
+            multiprocess_mode="max",
+        )
 
     def request(self, route: str, method: str, status: int, seconds: float, received: int, sent: int) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -127,23 +157,34 @@ class PrometheusMetrics(Metrics):
         if failed:
             self.failures.labels(endpoint).inc(failed)
 
+    def job(self, name: str, seconds: float, error: str | None) -> None:
+        self.job_runs.labels(name, "failure" if error is not None else "success").inc()
+        self.job_duration.labels(name).observe(seconds)
+        if error is None:
+            self.job_success.labels(name).set(time.time())
 
-def exposition(extra: Callable[[], Iterable[Any]] | None = None) -> tuple[bytes, str]:
-    """The text exposition of every worker's samples, plus `extra` metric families computed now."""
+
+def exposition(gauges: Iterable[Gauge] = ()) -> tuple[bytes, str]:
+    """The text exposition of every worker's samples, plus `gauges` computed now."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    if extra is not None:
-        registry.register(_Computed(extra))
+    registry.register(_Computed(list(gauges)))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class _Computed:
-    """A collector whose metric families are computed at scrape time."""
+    """A collector of metric families computed at scrape time."""
 
-    def __init__(self, families: Callable[[], Iterable[Any]]) -> None:
-        self._families = families
+    def __init__(self, gauges: list[Gauge]) -> None:
+        self._gauges = gauges
 
     def collect(self) -> Iterable[Any]:
-        return self._families()
+        from prometheus_client.core import GaugeMetricFamily
+
+        for gauge in self._gauges:
+            family = GaugeMetricFamily(gauge.name, gauge.help, labels=list(gauge.labels))
+            for labels, value in gauge.samples:
+                family.add_metric(list(labels), value)
+            yield family

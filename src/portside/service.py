@@ -12,7 +12,7 @@ from portside.metadata.engine import migrate as run_migrations
 from portside.metadata.engine import open_database
 from portside.metadata.store import MetadataStore
 from portside.metrics import Metrics
-from portside.registry import Namespace, RegistryOptions
+from portside.registry import LocalNamespace, RegistryOptions
 from portside.registry.cache import BlobDescriptorCache, InMemoryCache, NoCache, RedisCache
 from portside.storage import factory
 from portside.storage import middleware as storage_middleware
@@ -55,7 +55,7 @@ async def prepare_database(config: Config) -> None:
         await store.close()
 
 
-async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metrics | None = None) -> Namespace:
+async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metrics | None = None) -> LocalNamespace:
     driver = factory.create(config.storage.driver, dict(config.storage.parameters))
     for middleware in config.middleware.storage:
         driver = storage_middleware.wrap(driver, middleware.name, middleware.options)
@@ -65,7 +65,7 @@ async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metr
     store = open_store(config, metrics)
     if migrate:
         await run_migrations(store.db)
-    return Namespace(driver, store, registry_options(config), cache=open_cache(config))
+    return LocalNamespace(driver, store, registry_options(config), cache=open_cache(config))
 
 
 def open_cache(config: Config) -> BlobDescriptorCache:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from portside.storage import PathNotFound
-from portside.storage.drivers.azure import AzureDriver
+from portside.storage.drivers.azure import AzureDriver, AzureParameters
 from tests.object_storage import azure_parameters
 
 MiB = 1024 * 1024
@@ -19,7 +19,7 @@ MiB = 1024 * 1024
 @pytest.fixture
 async def instances(azurite_url: str) -> AsyncIterator[list[AzureDriver]]:
     parameters = azure_parameters(azurite_url, chunksize=MiB)
-    drivers = [AzureDriver(**parameters) for _ in range(3)]  # type: ignore[arg-type]
+    drivers = [AzureDriver(AzureParameters.model_validate(parameters)) for _ in range(3)]
     for d in drivers:
         await d.connect()
     yield drivers

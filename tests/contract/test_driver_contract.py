@@ -1,8 +1,8 @@
 """The storage driver contract: what every driver must do, run against each of them.
 
-A new driver joins by adding a factory to `DRIVERS` (or, for one that needs a service, a fixture param that
-skips when the service is absent). Nothing here knows about images: these are the file-system-like semantics
-the registry library relies on.
+A new driver joins by adding its test parameters to `DRIVERS` (a driver that needs a service takes it from a
+session fixture; a missing service fails the test). Nothing here knows about images: these are the
+file-system-like semantics the registry library relies on.
 """
 
 from __future__ import annotations
@@ -15,62 +15,61 @@ from pathlib import Path
 
 import pytest
 
-from portside.storage import InvalidOffset, InvalidPath, PathNotFound, StorageDriver
-from portside.storage.drivers.filesystem import FilesystemDriver
-from portside.storage.drivers.inmemory import InMemoryDriver
+from portside.storage import InvalidOffset, InvalidPath, PathNotFound, StorageDriver, factory
 
 
-def _s3(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
-    from portside.storage.drivers.s3 import S3Driver
+def _s3(request: pytest.FixtureRequest, tmp: Path) -> dict[str, object]:
     from tests.object_storage import create_bucket, s3_parameters
 
     endpoint = request.getfixturevalue("s3_endpoint")
     # Small parts, so a few MiB already exercise multipart uploads and multipart copies.
-    return S3Driver(
-        **s3_parameters(  # type: ignore[arg-type]
-            endpoint,
-            create_bucket(endpoint),
-            rootdirectory="/registry",
-            chunksize=5 * 1024 * 1024,
-            multipartcopythresholdsize=6 * 1024 * 1024,
-            multipartcopychunksize=5 * 1024 * 1024,
-        )
+    return s3_parameters(
+        endpoint,
+        create_bucket(endpoint),
+        rootdirectory="/registry",
+        chunksize=5 * 1024 * 1024,
+        multipartcopythresholdsize=6 * 1024 * 1024,
+        multipartcopychunksize=5 * 1024 * 1024,
     )
 
 
-def _azure(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
-    from portside.storage.drivers.azure import AzureDriver
+def _azure(request: pytest.FixtureRequest, tmp: Path) -> dict[str, object]:
     from tests.object_storage import azure_parameters
 
     # Small blocks, so a few MiB already span several.
-    return AzureDriver(
-        **azure_parameters(request.getfixturevalue("azurite_url"), rootdirectory="registry", chunksize=1024 * 1024)  # type: ignore[arg-type]
-    )
+    return azure_parameters(request.getfixturevalue("azurite_url"), rootdirectory="registry", chunksize=1024 * 1024)
 
 
-def _gcs(request: pytest.FixtureRequest, tmp: Path) -> StorageDriver:
-    from portside.storage.drivers.gcs import GCSDriver
+def _gcs(request: pytest.FixtureRequest, tmp: Path) -> dict[str, object]:
     from tests.object_storage import create_gcs_bucket
 
     endpoint = request.getfixturevalue("gcs_endpoint")
     # Small parts, so a few MiB already compose several.
-    return GCSDriver(
-        bucket=create_gcs_bucket(endpoint), endpoint=endpoint, rootdirectory="registry", chunksize=256 * 1024
-    )
+    return {
+        "bucket": create_gcs_bucket(endpoint),
+        "endpoint": endpoint,
+        "rootdirectory": "registry",
+        "chunksize": 256 * 1024,
+    }
 
 
-DRIVERS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageDriver]] = {
+# Each driver's parameters; the driver is made by the factory, as the registry makes it (path checks included).
+DRIVERS: dict[str, Callable[[pytest.FixtureRequest, Path], dict[str, object]]] = {
     "gcs": _gcs,
     "azure": _azure,
-    "filesystem": lambda request, tmp: FilesystemDriver(str(tmp / "root")),
-    "inmemory": lambda request, tmp: InMemoryDriver(),
+    "filesystem": lambda request, tmp: {"rootdirectory": str(tmp / "root")},
+    "inmemory": lambda request, tmp: {},
     "s3": _s3,
 }
 
 
+def test_every_registered_driver_is_under_contract() -> None:
+    assert factory.names() == sorted(DRIVERS)
+
+
 @pytest.fixture(params=sorted(DRIVERS))
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
-    d = DRIVERS[request.param](request, tmp_path)
+    d = factory.create(request.param, DRIVERS[request.param](request, tmp_path))
     await d.connect()
     yield d
     await d.close()

@@ -7,13 +7,13 @@ import hashlib
 import os
 from pathlib import Path
 
-from portside.storage.drivers.filesystem import FilesystemDriver, _Writer
+from portside.storage.drivers.filesystem import FilesystemDriver, FilesystemParameters, _Writer
 
 MiB = 1024 * 1024
 
 
 async def test_big_writes_resumed_and_committed_across_background_flushes(tmp_path: Path) -> None:
-    driver = FilesystemDriver(str(tmp_path))
+    driver = FilesystemDriver(FilesystemParameters(rootdirectory=str(tmp_path)))
     data = os.urandom(3 * _Writer.SYNC_EVERY + 12345)
     try:
         offset = 0
@@ -36,7 +36,7 @@ async def test_big_writes_resumed_and_committed_across_background_flushes(tmp_pa
 
 
 async def test_cancel_during_a_background_flush_leaves_nothing(tmp_path: Path) -> None:
-    driver = FilesystemDriver(str(tmp_path))
+    driver = FilesystemDriver(FilesystemParameters(rootdirectory=str(tmp_path)))
     try:
         writer = await driver.writer("/uploads/c/data")
         await writer.write(os.urandom(_Writer.SYNC_EVERY))  # starts a flush

@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from portside.storage import PathNotFound
-from portside.storage.drivers.gcs import GCSDriver
+from portside.storage.drivers.gcs import GCSDriver, GCSParameters
 from tests.object_storage import create_gcs_bucket
 
 
 @pytest.fixture
 async def instances(gcs_endpoint: str) -> AsyncIterator[list[GCSDriver]]:
     bucket = create_gcs_bucket(gcs_endpoint)
-    drivers = [GCSDriver(bucket=bucket, endpoint=gcs_endpoint, chunksize=256 * 1024) for _ in range(3)]
+    parameters = GCSParameters(bucket=bucket, endpoint=gcs_endpoint, chunksize=256 * 1024)
+    drivers = [GCSDriver(parameters) for _ in range(3)]
     for d in drivers:
         await d.connect()
     yield drivers

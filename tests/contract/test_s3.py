@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from portside.storage import PathNotFound
-from portside.storage.drivers.s3 import S3Driver
+from portside.storage.drivers.s3 import S3Driver, S3Parameters
 from tests.object_storage import create_bucket, s3_parameters
 
 MiB = 1024 * 1024
@@ -23,10 +23,8 @@ async def bucket(s3_endpoint: str) -> str:
 @pytest.fixture
 async def instances(s3_endpoint: str, bucket: str) -> AsyncIterator[list[S3Driver]]:
     """Three drivers on one bucket, as three Portside instances would have."""
-    drivers = [
-        S3Driver(**s3_parameters(s3_endpoint, bucket, chunksize=5 * MiB, multipartcopythresholdsize=6 * MiB))  # type: ignore[arg-type]
-        for _ in range(3)
-    ]
+    parameters = s3_parameters(s3_endpoint, bucket, chunksize=5 * MiB, multipartcopythresholdsize=6 * MiB)
+    drivers = [S3Driver(S3Parameters.model_validate(parameters)) for _ in range(3)]
     for d in drivers:
         await d.connect()
     yield drivers

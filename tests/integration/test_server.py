@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from portside.health import check
 from portside.metadata.engine import migrate, open_database
 from portside.metadata.store import MetadataStore
-from portside.registry import Namespace
+from portside.registry import LocalNamespace
 from portside.storage import StorageError
 from portside.storage.drivers.inmemory import InMemoryDriver
 from tests.conftest import RegistryFactory
@@ -93,12 +93,12 @@ class BrokenDriver(InMemoryDriver):
 async def test_health_reports_each_failing_check(tmp_path: Path) -> None:
     store = MetadataStore(open_database("sqlite://"))
     await migrate(store.db)
-    assert await check(Namespace(InMemoryDriver(), store)) == {}
-    failures = await check(Namespace(BrokenDriver(), store))
+    assert await check(LocalNamespace(InMemoryDriver(), store)) == {}
+    failures = await check(LocalNamespace(BrokenDriver(), store))
     assert failures == {"storagedriver_inmemory": "StorageError: disk on fire"}
     await store.close()
     unopenable = MetadataStore(open_database(f"sqlite:///{tmp_path}"))  # a directory is no database
-    assert set(await check(Namespace(InMemoryDriver(), unopenable))) == {"database"}
+    assert set(await check(LocalNamespace(InMemoryDriver(), unopenable))) == {"database"}
     await unopenable.close()
     await asyncio.sleep(0.2)  # the driver's connection thread reports its failed open after the await returns
 

@@ -79,7 +79,7 @@ def _hammer(path: str, start: int, count: int) -> None:
         db = open_database(f"sqlite:///{path}", busy_timeout_ms=30000)
         store = MetadataStore(db)
         await asyncio.gather(
-            *(store.link_blob(f"repo{start}", f"sha256:{i:064x}", i) for i in range(start, start + count))
+            *(store.registry.link_blob(f"repo{start}", f"sha256:{i:064x}", i) for i in range(start, start + count))
         )
         await store.close()
 
@@ -109,12 +109,12 @@ async def test_reads_see_committed_writes(tmp_path: Path, memory: bool) -> None:
     await migrate(db)
     store = MetadataStore(db)
     try:
-        await store.link_blob("r", "sha256:" + "a" * 64, 3)
-        assert await store.repository_exists("r")
-        record = await store.blob_in_repository("r", "sha256:" + "a" * 64)
+        await store.registry.link_blob("r", "sha256:" + "a" * 64, 3)
+        assert await store.registry.repository_exists("r")
+        record = await store.registry.blob_in_repository("r", "sha256:" + "a" * 64)
         assert record is not None
         assert record.size == 3
-        upload = await store.create_upload("4f6a3c1e-0000-4000-8000-000000000000", "r")
-        assert await store.upload(upload.id) == upload
+        upload = await store.uploads.create("4f6a3c1e-0000-4000-8000-000000000000", "r")
+        assert await store.uploads.get(upload.id) == upload
     finally:
         await store.close()

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from portside.metadata.engine import current_revision, migrate, open_database
-from portside.metadata.store import MetadataStore, NewManifest, OutboxEntry, utcnow
+from portside.metadata.records import NewManifest, OutboxEntry, utcnow
+from portside.metadata.store import MetadataStore
 
 A, B, C, D = ("sha256:" + ch * 64 for ch in "abcd")
 
@@ -26,7 +27,7 @@ def manifest(digest: str, blobs: tuple[str, ...] = (), children: tuple[str, ...]
 
 async def test_migrations_are_idempotent(store: MetadataStore) -> None:
     await migrate(store.db)
-    assert await current_revision(store.db) == "0004"
+    assert await current_revision(store.db) == "0005"
 
 
 async def test_sessions_from_before_the_emptiness_flag_count_as_holding_data(store_dsn: str) -> None:
@@ -41,11 +42,11 @@ async def test_sessions_from_before_the_emptiness_flag_count_as_holding_data(sto
         await db.write(lambda conn: conn.execute(old_row))
         await migrate(db)
         store = MetadataStore(db)
-        old = await store.upload("old")
+        old = await store.uploads.get("old")
         assert old is not None
         assert old.has_data
-        assert not (await store.create_upload("new", "r")).has_data
-        new = await store.upload("new")
+        assert not (await store.uploads.create("new", "r")).has_data
+        new = await store.uploads.get("new")
         assert new is not None
         assert not new.has_data
     finally:
@@ -54,161 +55,161 @@ async def test_sessions_from_before_the_emptiness_flag_count_as_holding_data(sto
 
 async def test_catalog_and_tags_sort_by_byte_value(store: MetadataStore) -> None:
     for name in ("a_b", "a/b", "a.b", "a-b", "a", "b"):
-        await store.link_blob(name, A, 1)
-    assert await store.catalog(None, 10) == ["a", "a-b", "a.b", "a/b", "a_b", "b"]
-    assert await store.catalog("a.b", 2) == ["a/b", "a_b"]
-    await store.link_blob("t", B, 1)
-    assert await store.put_manifest("t", manifest(C, (B,))) == []
+        await store.registry.link_blob(name, A, 1)
+    assert await store.registry.catalog(None, 10) == ["a", "a-b", "a.b", "a/b", "a_b", "b"]
+    assert await store.registry.catalog("a.b", 2) == ["a/b", "a_b"]
+    await store.registry.link_blob("t", B, 1)
+    assert await store.registry.put_manifest("t", manifest(C, (B,))) == []
     for tag in ("b", "Z", "a", "A", "_x", "1"):
-        assert await store.set_tag("t", tag, C)
-    assert await store.tags("t", None, None) == ["1", "A", "Z", "_x", "a", "b"]
-    assert await store.tags("t", "Z", 2) == ["_x", "a"]
+        assert await store.registry.set_tag("t", tag, C)
+    assert await store.registry.tags("t", None, None) == ["1", "A", "Z", "_x", "a", "b"]
+    assert await store.registry.tags("t", "Z", 2) == ["_x", "a"]
 
 
 async def test_blob_links_are_per_repository(store: MetadataStore) -> None:
-    await store.link_blob("one", A, 5)
-    assert await store.blob_in_repository("one", A) is not None
-    assert await store.blob_in_repository("two", A) is None
-    await store.link_blob("two", A, 5)
-    assert await store.repositories_with_blob(A) == ["one", "two"]
-    assert await store.unlink_blob("one", A)
-    assert not await store.unlink_blob("one", A)
-    assert await store.repositories_with_blob(A) == ["two"]
-    blob = await store.blob(A)
+    await store.registry.link_blob("one", A, 5)
+    assert await store.registry.blob_in_repository("one", A) is not None
+    assert await store.registry.blob_in_repository("two", A) is None
+    await store.registry.link_blob("two", A, 5)
+    assert await store.registry.repositories_with_blob(A) == ["one", "two"]
+    assert await store.registry.unlink_blob("one", A)
+    assert not await store.registry.unlink_blob("one", A)
+    assert await store.registry.repositories_with_blob(A) == ["two"]
+    blob = await store.registry.blob(A)
     assert blob is not None
     assert blob.size == 5
 
 
 async def test_manifest_with_missing_references_writes_nothing(store: MetadataStore) -> None:
-    await store.link_blob("r", A, 1)
+    await store.registry.link_blob("r", A, 1)
     outbox = [OutboxEntry("hook", '{"action": "push"}')]
-    assert await store.put_manifest("r", manifest(C, (A, B), (D,)), "v1", outbox) == [B, D]
-    assert await store.manifest("r", C) is None
-    assert await store.tags("r", None, None) == []
-    assert await store.pending_counts() == {}
+    assert await store.registry.put_manifest("r", manifest(C, (A, B), (D,)), "v1", outbox) == [B, D]
+    assert await store.registry.manifest("r", C) is None
+    assert await store.registry.tags("r", None, None) == []
+    assert await store.outbox.pending_counts() == {}
 
 
 async def test_manifest_put_tag_move_and_delete(store: MetadataStore) -> None:
-    await store.link_blob("r", A, 1)
-    assert await store.put_manifest("r", manifest(C, (A,), annotations={"k": "v"}), "v1") == []
-    assert await store.put_manifest("r", manifest(C, (A,)), "v1") == [], "pushing again is harmless"
-    tagged = await store.manifest_by_tag("r", "v1")
+    await store.registry.link_blob("r", A, 1)
+    assert await store.registry.put_manifest("r", manifest(C, (A,), annotations={"k": "v"}), "v1") == []
+    assert await store.registry.put_manifest("r", manifest(C, (A,)), "v1") == [], "pushing again is harmless"
+    tagged = await store.registry.manifest_by_tag("r", "v1")
     assert tagged is not None
     assert tagged.digest == C
     assert tagged.annotations == {"k": "v"}
-    assert await store.put_manifest("r", manifest(D, (A,), subject_digest=C, artifact_type="x/y"), "v1") == []
-    moved = await store.manifest_by_tag("r", "v1")
+    assert await store.registry.put_manifest("r", manifest(D, (A,), subject_digest=C, artifact_type="x/y"), "v1") == []
+    moved = await store.registry.manifest_by_tag("r", "v1")
     assert moved is not None
     assert moved.digest == D
-    assert [m.digest for m in await store.referrers("r", C)] == [D]
-    assert await store.referrers("r", C, "x/z") == []
-    assert await store.set_tag("r", "v2", D)
-    assert not await store.set_tag("r", "v3", B)
-    assert await store.tags_of("r", D) == ["v1", "v2"]
-    assert await store.delete_manifest("r", D)
-    assert await store.tags("r", None, None) == []
-    assert await store.referrers("r", C) == []
-    assert not await store.delete_manifest("r", D)
+    assert [m.digest for m in await store.registry.referrers("r", C)] == [D]
+    assert await store.registry.referrers("r", C, "x/z") == []
+    assert await store.registry.set_tag("r", "v2", D)
+    assert not await store.registry.set_tag("r", "v3", B)
+    assert await store.registry.tags_of("r", D) == ["v1", "v2"]
+    assert await store.registry.delete_manifest("r", D)
+    assert await store.registry.tags("r", None, None) == []
+    assert await store.registry.referrers("r", C) == []
+    assert not await store.registry.delete_manifest("r", D)
 
 
 async def test_tags_version_moves_exactly_when_the_tag_names_change(store: MetadataStore) -> None:
-    assert await store.tags_version("v") is None
-    await store.link_blob("v", B, 1)
-    base = await store.tags_version("v")
+    assert await store.registry.tags_version("v") is None
+    await store.registry.link_blob("v", B, 1)
+    base = await store.registry.tags_version("v")
     assert base is not None
-    assert await store.put_manifest("v", manifest(C, (B,)), tag="one") == []
-    after_put = await store.tags_version("v")
+    assert await store.registry.put_manifest("v", manifest(C, (B,)), tag="one") == []
+    after_put = await store.registry.tags_version("v")
     assert after_put is not None
     assert after_put > base
-    assert await store.set_tag("v", "two", C)
-    after_tag = await store.tags_version("v")
+    assert await store.registry.set_tag("v", "two", C)
+    after_tag = await store.registry.tags_version("v")
     assert after_tag is not None
     assert after_tag > after_put
-    assert await store.put_manifest("v", manifest(D, (B,))) == []
-    assert await store.set_tag("v", "two", D)  # moved: the names are the same
-    assert await store.tags_version("v") == after_tag
-    assert await store.delete_tag("v", "one")
-    after_untag = await store.tags_version("v")
+    assert await store.registry.put_manifest("v", manifest(D, (B,))) == []
+    assert await store.registry.set_tag("v", "two", D)  # moved: the names are the same
+    assert await store.registry.tags_version("v") == after_tag
+    assert await store.registry.delete_tag("v", "one")
+    after_untag = await store.registry.tags_version("v")
     assert after_untag is not None
     assert after_untag > after_tag
-    assert await store.delete_manifest("v", D)  # takes tag "two" with it
-    after_cascade = await store.tags_version("v")
+    assert await store.registry.delete_manifest("v", D)  # takes tag "two" with it
+    after_cascade = await store.registry.tags_version("v")
     assert after_cascade is not None
     assert after_cascade > after_untag
-    assert await store.tags("v", None, None) == []
-    await store.link_blob("other", B, 1)
-    assert await store.put_manifest("other", manifest(C, (B,)), tag="x") == []
-    assert await store.tags_version("v") == after_cascade  # another repository's tags are its own
+    assert await store.registry.tags("v", None, None) == []
+    await store.registry.link_blob("other", B, 1)
+    assert await store.registry.put_manifest("other", manifest(C, (B,)), tag="x") == []
+    assert await store.registry.tags_version("v") == after_cascade  # another repository's tags are its own
 
 
 async def test_index_needs_its_children_in_the_repository(store: MetadataStore) -> None:
-    await store.link_blob("r", A, 1)
-    assert await store.put_manifest("r", manifest(C, (A,))) == []
-    assert await store.put_manifest("other", manifest(D, (), (C,))) == [C]
-    assert await store.put_manifest("r", manifest(D, (), (C,)), "list") == []
+    await store.registry.link_blob("r", A, 1)
+    assert await store.registry.put_manifest("r", manifest(C, (A,))) == []
+    assert await store.registry.put_manifest("other", manifest(D, (), (C,))) == [C]
+    assert await store.registry.put_manifest("r", manifest(D, (), (C,)), "list") == []
 
 
 async def test_concurrent_pushes_of_one_manifest_and_tag(store: MetadataStore) -> None:
-    await store.link_blob("r", A, 1)
-    results = await asyncio.gather(*(store.put_manifest("r", manifest(C, (A,)), "same") for _ in range(10)))
+    await store.registry.link_blob("r", A, 1)
+    results = await asyncio.gather(*(store.registry.put_manifest("r", manifest(C, (A,)), "same") for _ in range(10)))
     assert results == [[]] * 10
-    assert await store.tags("r", None, None) == ["same"]
+    assert await store.registry.tags("r", None, None) == ["same"]
 
 
 async def test_upload_sessions(store: MetadataStore) -> None:
-    record = await store.create_upload("u1", "r")
-    assert (await store.upload("u1")) == record
+    record = await store.uploads.create("u1", "r")
+    assert (await store.uploads.get("u1")) == record
     await asyncio.sleep(0.01)
     assert not record.has_data
-    await store.mark_upload_data("u1")
-    touched = await store.upload("u1")
+    await store.uploads.mark_data("u1")
+    touched = await store.uploads.get("u1")
     assert touched is not None
     assert touched.updated_at > record.updated_at
     assert touched.has_data
-    assert [u.id for u in await store.stale_uploads(utcnow() + timedelta(seconds=1))] == ["u1"]
-    assert await store.stale_uploads(utcnow() - timedelta(hours=1)) == []
-    await store.finish_upload("u1", "r", A, 3, [OutboxEntry("hook", "{}")])
-    assert await store.upload("u1") is None
-    assert await store.blob_in_repository("r", A) is not None
-    assert await store.pending_counts() == {"hook": 1}
-    await store.create_upload("u2", "r")
-    assert await store.delete_upload("u2")
-    assert not await store.delete_upload("u2")
+    assert [u.id for u in await store.uploads.stale(utcnow() + timedelta(seconds=1))] == ["u1"]
+    assert await store.uploads.stale(utcnow() - timedelta(hours=1)) == []
+    await store.registry.finish_upload("u1", "r", A, 3, [OutboxEntry("hook", "{}")])
+    assert await store.uploads.get("u1") is None
+    assert await store.registry.blob_in_repository("r", A) is not None
+    assert await store.outbox.pending_counts() == {"hook": 1}
+    await store.uploads.create("u2", "r")
+    assert await store.uploads.delete("u2")
+    assert not await store.uploads.delete("u2")
 
 
 async def test_outbox_is_written_with_the_change(store: MetadataStore) -> None:
     event = [OutboxEntry("hook", '{"n": 1}'), OutboxEntry("audit", '{"n": 1}')]
-    await store.link_blob("r", A, 1, event)
-    assert not await store.unlink_blob("missing", A, event), "no change, no event"
-    assert not await store.delete_tag("r", "none", event)
-    assert await store.pending_counts() == {"hook": 1, "audit": 1}
-    await store.add_events([OutboxEntry("hook", '{"n": 2}')])
-    assert await store.pending_counts() == {"hook": 2, "audit": 1}
+    await store.registry.link_blob("r", A, 1, event)
+    assert not await store.registry.unlink_blob("missing", A, event), "no change, no event"
+    assert not await store.registry.delete_tag("r", "none", event)
+    assert await store.outbox.pending_counts() == {"hook": 1, "audit": 1}
+    await store.outbox.add([OutboxEntry("hook", '{"n": 2}')])
+    assert await store.outbox.pending_counts() == {"hook": 2, "audit": 1}
 
 
 async def test_one_claimer_per_endpoint_and_in_order(store: MetadataStore) -> None:
-    await store.add_events([OutboxEntry("hook", f'{{"n": {i}}}') for i in range(5)])
-    claims = await asyncio.gather(*(store.claim_deliveries("hook", 3, 30) for _ in range(4)))
+    await store.outbox.add([OutboxEntry("hook", f'{{"n": {i}}}') for i in range(5)])
+    claims = await asyncio.gather(*(store.outbox.claim("hook", 3, 30) for _ in range(4)))
     winners = [c for c in claims if c]
     assert len(winners) == 1
     assert [d.event for d in winners[0]] == ['{"n": 0}', '{"n": 1}', '{"n": 2}']
-    assert await store.claim_deliveries("hook", 3, 30) == [], "leased"
-    await store.mark_failed([d.id for d in winners[0]], "HTTP 500", utcnow() + timedelta(hours=1))
-    assert await store.claim_deliveries("hook", 3, 30) == [], "the head waits for its retry time"
-    failed = await store.deliveries("failed", "hook", failed_after=1)
+    assert await store.outbox.claim("hook", 3, 30) == [], "leased"
+    await store.outbox.mark_failed([d.id for d in winners[0]], "HTTP 500", utcnow() + timedelta(hours=1))
+    assert await store.outbox.claim("hook", 3, 30) == [], "the head waits for its retry time"
+    failed = await store.outbox.deliveries("failed", "hook", failed_after=1)
     assert [(d.attempts, d.last_error) for d in failed] == [(1, "HTTP 500")] * 3
-    assert await store.replay(failed_after=1, endpoint="hook") == 3
-    again = await store.claim_deliveries("hook", 10, 30)
+    assert await store.outbox.replay(failed_after=1, endpoint="hook") == 3
+    again = await store.outbox.claim("hook", 10, 30)
     assert len(again) == 5
-    await store.mark_delivered([d.id for d in again])
-    assert await store.pending_counts() == {}
-    assert len(await store.deliveries("delivered")) == 5
-    assert await store.prune_delivered(utcnow() + timedelta(seconds=1)) == 5
+    await store.outbox.mark_delivered([d.id for d in again])
+    assert await store.outbox.pending_counts() == {}
+    assert len(await store.outbox.deliveries("delivered")) == 5
+    assert await store.outbox.prune_delivered(utcnow() + timedelta(seconds=1)) == 5
 
 
 @pytest.mark.parametrize("endpoints", [("a", "b")])
 async def test_due_endpoints(store: MetadataStore, endpoints: tuple[str, ...]) -> None:
-    await store.add_events([OutboxEntry(e, "{}") for e in endpoints])
-    due = await store.due_endpoints()
+    await store.outbox.add([OutboxEntry(e, "{}") for e in endpoints])
+    due = await store.outbox.due_endpoints()
     assert set(due) == set(endpoints)
     assert all(when <= utcnow() for when in due.values())

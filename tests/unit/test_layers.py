@@ -9,12 +9,73 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "portside"
 
-# package -> module prefixes it must never import
+# package -> module prefixes it must never import (docs/architecture.md has the layers)
+_ABOVE_STORAGE = ("portside.api", "portside.registry", "portside.jobs", "portside.notifications", "portside.service")
 FORBIDDEN = {
-    "storage": ("portside.api", "portside.registry", "portside.manifest", "portside.metadata", "aiohttp", "sqlalchemy"),
-    "manifest": ("portside.api", "portside.registry", "portside.metadata", "portside.storage", "aiohttp", "sqlalchemy"),
-    "metadata": ("portside.api", "portside.registry", "portside.storage", "aiohttp"),
-    "registry": ("portside.api", "aiohttp", "sqlalchemy", "alembic"),
+    "storage": (
+        *_ABOVE_STORAGE,
+        "portside.manifest",
+        "portside.metadata",
+        "portside.auth",
+        "portside.config",
+        "portside.tokenserver",
+        "aiohttp",
+        "sqlalchemy",
+    ),
+    "manifest": (
+        *_ABOVE_STORAGE,
+        "portside.metadata",
+        "portside.storage",
+        "portside.auth",
+        "portside.config",
+        "aiohttp",
+        "sqlalchemy",
+    ),
+    "metadata": (
+        *_ABOVE_STORAGE,
+        "portside.storage",
+        "portside.manifest",
+        "portside.auth",
+        "portside.config",
+        "portside.tokenserver",
+        "aiohttp",
+    ),
+    "registry": (
+        "portside.api",
+        "portside.jobs",
+        "portside.notifications",
+        "portside.service",
+        "portside.auth",
+        "portside.config",
+        "portside.tokenserver",
+        "aiohttp",
+        "sqlalchemy",
+        "alembic",
+    ),
+    "config": (
+        *_ABOVE_STORAGE,
+        "portside.metadata",
+        "portside.manifest",
+        "portside.auth",
+        "portside.tokenserver",
+        "aiohttp",
+        "sqlalchemy",
+    ),
+    "auth": (*_ABOVE_STORAGE, "portside.metadata", "portside.storage", "portside.manifest", "sqlalchemy"),
+    "tokenserver": (*_ABOVE_STORAGE, "portside.metadata", "portside.storage", "portside.manifest", "sqlalchemy"),
+    "notifications": (
+        "portside.api",
+        "portside.registry",
+        "portside.jobs",
+        "portside.service",
+        "portside.storage",
+        "portside.auth",
+        "portside.tokenserver",
+        "sqlalchemy",
+    ),
+    "jobs": ("portside.api", "portside.auth", "portside.tokenserver", "aiohttp", "sqlalchemy"),
+    # The HTTP layer speaks to the library only: never to the metadata store or to storage directly.
+    "api": ("portside.metadata", "portside.storage", "sqlalchemy", "alembic"),
 }
 
 
@@ -48,3 +109,8 @@ def test_sql_lives_only_in_the_metadata_store() -> None:
         and "migrations" not in path.parts
     )
     assert users == []
+
+
+def test_every_package_has_layering_rules() -> None:
+    packages = sorted(p.name for p in SRC.iterdir() if (p / "__init__.py").exists())
+    assert packages == sorted(FORBIDDEN)

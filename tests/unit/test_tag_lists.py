@@ -6,8 +6,9 @@ from pathlib import Path
 
 from portside.digest import Digest
 from portside.metadata.engine import migrate, open_database
-from portside.metadata.store import MetadataStore, NewManifest
-from portside.registry import Namespace
+from portside.metadata.records import NewManifest
+from portside.metadata.store import MetadataStore
+from portside.registry import LocalNamespace
 from portside.registry.taglists import TagListCache
 from portside.storage.drivers.inmemory import InMemoryDriver
 
@@ -23,10 +24,10 @@ def _manifest(n: int) -> NewManifest:
     )
 
 
-async def _namespace(path: Path) -> Namespace:
+async def _namespace(path: Path) -> LocalNamespace:
     store = MetadataStore(open_database(f"sqlite:///{path}"))
     await store.migrate()
-    return Namespace(InMemoryDriver(), store)
+    return LocalNamespace(InMemoryDriver(), store)
 
 
 async def test_a_listing_sees_changes_made_by_another_process(tmp_path: Path) -> None:
@@ -35,17 +36,17 @@ async def test_a_listing_sees_changes_made_by_another_process(tmp_path: Path) ->
     reader, writer = await _namespace(db), await _namespace(db)
     try:
         store = writer.store
-        await store.link_blob("r", LAYER, 1)
+        await store.registry.link_blob("r", LAYER, 1)
         for n, tag in enumerate(["b", "a", "c"]):
-            assert await store.put_manifest("r", _manifest(n), tag=tag) == []
+            assert await store.registry.put_manifest("r", _manifest(n), tag=tag) == []
         tags = reader.repository("r").tags
         assert (await tags.page()).items == ["a", "b", "c"]
         assert await tags.page() == await tags.page()  # served from the kept list
-        assert await store.put_manifest("r", _manifest(9), tag="aa") == []
+        assert await store.registry.put_manifest("r", _manifest(9), tag="aa") == []
         assert (await tags.page()).items == ["a", "aa", "b", "c"]
-        assert await store.delete_tag("r", "b")
+        assert await store.registry.delete_tag("r", "b")
         assert (await tags.page()).items == ["a", "aa", "c"]
-        assert await store.delete_manifest("r", _manifest(2).digest)  # tag "c" goes with it
+        assert await store.registry.delete_manifest("r", _manifest(2).digest)  # tag "c" goes with it
         assert (await tags.page()).items == ["a", "aa"]
         page = await tags.page(last="a", limit=1)
         assert page.items == ["aa"]
@@ -76,7 +77,7 @@ async def test_migrated_database_starts_every_repository_at_version_zero(tmp_pat
     await migrate(db)
     store = MetadataStore(db)
     try:
-        await store.link_blob("fresh", LAYER, 1)
-        assert await store.tags_version("fresh") == 0
+        await store.registry.link_blob("fresh", LAYER, 1)
+        assert await store.registry.tags_version("fresh") == 0
     finally:
         await store.close()

@@ -1,32 +1,37 @@
-"""The aiohttp application: one dispatcher over the route table, and the services it runs for a worker."""
+"""The aiohttp application: one dispatcher over the route tables, and the services it runs for a worker.
+
+A request passes these steps, each a small function below: the request id; which table (the registry's or the
+debug server's) and the path inside `http.prefix`; the route and its operation; read-only mode; the
+repository name; the access controller; the event sink; the handler; and last the mapping of whatever it
+raised to the API's error answer, one access log line and the request metrics.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
+import json
 import logging
 import os
-import random
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 from aiohttp import web
 
-from portside.api.context import ApiSettings, Context, Services
+from portside.api.context import ApiSettings, Context, GaugeProbe, Services
 from portside.api.errors import ApiError, ErrorCode, from_library
-from portside.api.handlers import debug as debug_handlers
-from portside.api.routes import DEBUG_ROUTES, ROUTES, Route, resolve
+from portside.api.openapi import document
+from portside.api.routes import Operation, Route, RouteTable, debug_routes, registry_routes
 from portside.auth import AuthRequest, Challenge
 from portside.auth.factory import build_controller, build_issuer
 from portside.config import Config
 from portside.config.schema import split_addr
 from portside.health import HealthChecker
-from portside.metadata.store import utcnow
-from portside.metrics import Metrics, PrometheusMetrics
-from portside.notifications import Dispatcher, NotificationSink, RequestRecord
-from portside.registry import RegistryError
+from portside.jobs import JobRunner
+from portside.jobs.maintenance import maintenance_jobs
+from portside.metrics import Gauge, Metrics, PrometheusMetrics
+from portside.notifications import PENDING_EVENTS, Dispatcher, NotificationSink, RequestRecord
+from portside.registry import LocalNamespace, RegistryError
 from portside.service import open_namespace
 
 log = logging.getLogger("portside.api")
@@ -35,8 +40,6 @@ access_log = logging.getLogger("portside.access")
 SERVICES = web.AppKey("services", Services)
 REQUEST_ID = "X-Request-Id"
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
-READ_METHODS = ("GET", "HEAD")
-DELIVERED_RETENTION = timedelta(days=7)
 
 
 def settings_from(config: Config) -> ApiSettings:
@@ -94,24 +97,58 @@ def _request_id(request: web.Request) -> str:
     return _REQUEST_IDS.next()
 
 
-def _challenge_response(challenge: Challenge) -> web.Response:
-    headers = dict(challenge.headers)
-    if challenge.www_authenticate:
-        headers["WWW-Authenticate"] = challenge.www_authenticate
-    code = ErrorCode.DENIED if challenge.code == ErrorCode.DENIED.value.value else ErrorCode.UNAUTHORIZED
-    return ApiError(code, challenge.message, challenge.detail, status=challenge.status, headers=headers).response()
+# ---------------------------------------------------------------------------------------------- the steps
+
+
+def _table(request: web.Request, services: Services) -> tuple[RouteTable, str, bool] | None:
+    """The route table the request is for, its path there, and whether it came to the debug server; None for
+    a path outside `http.prefix`."""
+    path = _path(request)
+    if _on_debug_port(request, services.settings.debug_port):
+        return services.debug_routes, path, True
+    prefix = services.settings.prefix
+    if prefix:
+        if not path.startswith(prefix + "/"):
+            return None
+        path = path[len(prefix) :]
+    return services.routes, path, False
 
 
 def _not_found() -> web.Response:
     return ApiError(ErrorCode.UNSUPPORTED, "route not found", status=404).response()
 
 
+def _method_not_allowed(route: Route, method: str) -> web.Response:
+    allow = ", ".join(sorted(route.methods))
+    return ApiError(ErrorCode.UNSUPPORTED, f"method {method} is not allowed here", headers={"Allow": allow}).response()
+
+
 def _read_only(route: Route) -> web.Response:
-    allow = ", ".join(m for m in sorted(route.methods) if m in READ_METHODS)
+    allow = ", ".join(m for m in sorted(route.methods) if not route.writes(m))
     return ApiError(ErrorCode.UNSUPPORTED, "registry is in read-only mode", headers={"Allow": allow}).response()
 
 
+def _check_name(ctx: Context) -> None:
+    """A malformed repository name is 400 before any challenge, as distribution answers."""
+    name = ctx.params.get("name")
+    if name is not None:
+        ctx.request["repository"] = name
+        ctx.namespace.check_name(name)
+
+
+async def _authorize(ctx: Context, route: Route) -> None:
+    """Ask the access controller once for what the route needs; it raises a Challenge to refuse."""
+    controller = ctx.services.controller
+    if controller is None or route.public:
+        return
+    request = ctx.request
+    auth = AuthRequest(request.headers.get("Authorization"), request.remote or "", ctx.base_url())
+    ctx.grant = await controller.authorize(auth, route.access(ctx.params, request.method))
+    request["user"] = ctx.grant.user
+
+
 def _sink(ctx: Context) -> NotificationSink | None:
+    """Where the library hands the events of this request, when notification endpoints are configured."""
     notifications = ctx.services.config.notifications
     if not notifications.active:
         return None
@@ -133,65 +170,64 @@ def _sink(ctx: Context) -> NotificationSink | None:
     )
 
 
-async def _route(request: web.Request, services: Services) -> web.StreamResponse:
-    """Find the route, check access, run the handler, and turn every error into the API's answer."""
-    settings = services.settings
-    path = _path(request)
-    debug = _on_debug_port(request, settings.debug_port)
-    if debug:
-        routes = DEBUG_ROUTES
-        if settings.metrics_path and path == settings.metrics_path:
-            request["route"] = "metrics"
-            return await debug_handlers.metrics(Context(request=request, services=services, params={}))
-    else:
-        routes = ROUTES
-        if settings.prefix:
-            if not path.startswith(settings.prefix + "/"):
-                return _not_found()
-            path = path[len(settings.prefix) :]
-        if settings.token_path and path == settings.token_path and services.issuer is not None:
-            request["route"] = "token"
-            from portside.tokenserver import http as token_http  # loaded with the issuer, not for every worker
+def _challenge_response(challenge: Challenge) -> web.Response:
+    headers = dict(challenge.headers)
+    if challenge.www_authenticate:
+        headers["WWW-Authenticate"] = challenge.www_authenticate
+    code = ErrorCode.DENIED if challenge.code == ErrorCode.DENIED.value.value else ErrorCode.UNAUTHORIZED
+    return ApiError(code, challenge.message, challenge.detail, status=challenge.status, headers=headers).response()
 
-            return await token_http.handle(request, services.issuer)
-    resolved = resolve(path, routes)
-    if resolved is None:
-        return _not_found()
-    route, params = resolved
-    request["route"] = route.name
-    handler = route.methods.get(request.method)
-    if handler is None:
-        allow = ", ".join(sorted(route.methods))
-        return ApiError(
-            ErrorCode.UNSUPPORTED, f"method {request.method} is not allowed here", headers={"Allow": allow}
-        ).response()
-    if settings.read_only and not debug and request.method not in READ_METHODS:
-        return _read_only(route)
-    ctx = Context(request=request, services=services, params=params)
+
+def _error_answer(route: Route, method: str, error: ApiError) -> web.Response:
+    """The answer for an error, which the route should have declared (the descriptors are the documentation,
+    so an undeclared code is a fault to fix there)."""
+    declared = route.errors(method)
+    for code in (error.code, *(extra[0] for extra in error.extra)):
+        if code not in declared and code is not ErrorCode.UNKNOWN:
+            log.warning("undeclared error code %s answered on %s %s", code.value.value, method, route.name)
+    return error.response()
+
+
+async def _run(ctx: Context, route: Route, operation: Operation) -> web.StreamResponse:
+    """The steps inside the route: name, access, events, handler; every error becomes the API's answer."""
+    request = ctx.request
     try:
-        if "name" in params:
-            request["repository"] = params["name"]
-            services.namespace.check_name(params["name"])  # a malformed name is 400 before any challenge
-        if services.controller is not None and not debug:
-            auth = AuthRequest(request.headers.get("Authorization"), request.remote or "", ctx.base_url())
-            ctx.grant = await services.controller.authorize(auth, route.access(params, request.method))
-            request["user"] = ctx.grant.user
+        _check_name(ctx)
+        await _authorize(ctx, route)
         ctx.events = _sink(ctx)
-        response = await handler(ctx)
-        if ctx.events is not None and services.dispatcher is not None:
-            services.dispatcher.poke()
+        response = await operation.handler(ctx)
+        if ctx.events is not None and ctx.services.dispatcher is not None:
+            ctx.services.dispatcher.poke()
         return response
     except ApiError as exc:
-        return exc.response()
+        return _error_answer(route, request.method, exc)
     except RegistryError as exc:
-        return from_library(exc).response()
+        return _error_answer(route, request.method, from_library(exc))
     except Challenge as exc:
         return _challenge_response(exc)
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception:
-        log.exception("%s %s failed", request.method, path[:300])
+        log.exception("%s %s failed", request.method, _path(request)[:300])
         return ApiError(ErrorCode.UNKNOWN).response()
+
+
+async def _route(request: web.Request, services: Services) -> web.StreamResponse:
+    located = _table(request, services)
+    if located is None:
+        return _not_found()
+    table, path, debug = located
+    resolved = table.resolve(path)
+    if resolved is None:
+        return _not_found()
+    route, params = resolved
+    request["route"] = route.name
+    operation = route.methods.get(request.method)
+    if operation is None:
+        return _method_not_allowed(route, request.method)
+    if services.settings.read_only and not debug and route.writes(request.method):
+        return _read_only(route)
+    return await _run(Context(request=request, services=services, params=params), route, operation)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -263,19 +299,44 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
                 response.headers.add(name, value)
 
 
-async def _maintenance_loop(services: Services) -> None:
-    """Purge stale uploads and old delivered events now and then; every worker runs it, and it is idempotent."""
-    purging = services.config.storage.maintenance.uploadpurging
-    age = timedelta(seconds=purging.age)
-    await asyncio.sleep(random.uniform(1, min(60.0, purging.interval)))
-    while True:
-        try:
-            if not services.settings.read_only:
-                await services.namespace.purge_uploads(age, purging.dryrun)
-                await services.namespace.store.prune_delivered(utcnow() - DELIVERED_RETENTION)
-        except Exception:
-            log.exception("maintenance failed")
-        await asyncio.sleep(purging.interval * random.uniform(0.9, 1.1))
+# ---------------------------------------------------------------------------------------------- the worker's services
+
+
+def _uploads_gauge(namespace: LocalNamespace) -> GaugeProbe:
+    async def probe() -> list[Gauge]:
+        count = await namespace.uploads_in_progress()
+        return [Gauge("portside_uploads_in_progress", "Upload sessions open (started, not finished)", (((), count),))]
+
+    return probe
+
+
+async def _no_notifications() -> list[Gauge]:
+    return [PENDING_EVENTS]
+
+
+def _services(config: Config, namespace: LocalNamespace, metrics: Metrics) -> Services:
+    settings = settings_from(config)
+    routes = registry_routes(settings.token_path)
+    debug = debug_routes(settings.metrics_path)
+    services = Services(
+        config=config,
+        settings=settings,
+        namespace=namespace,
+        controller=build_controller(config),
+        issuer=build_issuer(config),
+        metrics=metrics,
+        health=HealthChecker(namespace, config.health),
+        routes=routes,
+        debug_routes=debug,
+        openapi=json.dumps(document(routes, debug)).encode(),
+    )
+    services.gauges.append(_uploads_gauge(namespace))
+    if config.notifications.active:
+        services.dispatcher = Dispatcher(namespace.store.outbox, config.notifications.active, metrics)
+        services.gauges.append(services.dispatcher.gauges)
+    else:
+        services.gauges.append(_no_notifications)
+    return services
 
 
 def create_app(config: Config, *, migrate: bool = False) -> web.Application:
@@ -285,28 +346,15 @@ def create_app(config: Config, *, migrate: bool = False) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         metrics: Metrics = PrometheusMetrics() if config.http.debug.prometheus.enabled else Metrics()
         namespace = await open_namespace(config, migrate=migrate, metrics=metrics)
-        services = Services(
-            config=config,
-            settings=settings_from(config),
-            namespace=namespace,
-            controller=build_controller(config),
-            issuer=build_issuer(config),
-            metrics=metrics,
-            health=HealthChecker(namespace, config.health),
-        )
-        if config.notifications.active:
-            services.dispatcher = Dispatcher(namespace.store, config.notifications.active, metrics)
-            services.dispatcher.start()
+        services = _services(config, namespace, metrics)
         app[SERVICES] = services
+        jobs = JobRunner(maintenance_jobs(config, namespace), namespace.store.leases, metrics)
+        if services.dispatcher is not None:
+            services.dispatcher.start()
         await services.health.start()
-        maintenance = None
-        if config.storage.maintenance.uploadpurging.enabled:
-            maintenance = asyncio.create_task(_maintenance_loop(services))
+        jobs.start()
         yield
-        if maintenance is not None:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+        await jobs.stop()
         if services.dispatcher is not None:
             await services.dispatcher.stop()
         await services.health.stop()

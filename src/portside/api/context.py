@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from portside.auth import Access, AccessController, AllowAll, Grant
 from portside.config import Config
 from portside.health import HealthChecker
-from portside.metrics import Metrics
+from portside.metrics import Gauge, Metrics
 from portside.notifications import Dispatcher, NotificationSink
 from portside.registry import Namespace, Repository
 
 if TYPE_CHECKING:
+    from portside.api.routes import RouteTable
     from portside.tokenserver import TokenIssuer
+
+GaugeProbe = Callable[[], Awaitable[list[Gauge]]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,11 @@ class Services:
     issuer: TokenIssuer | None
     metrics: Metrics
     health: HealthChecker
+    routes: RouteTable
+    debug_routes: RouteTable
+    openapi: bytes = b"{}"
+    # Metric families computed at scrape time by the parts that know them (upload sessions, the outbox, jobs).
+    gauges: list[GaugeProbe] = field(default_factory=list)
     dispatcher: Dispatcher | None = None
     # Requests being handled now, and whether the worker is shutting down (answers then close connections).
     in_flight: int = 0
@@ -92,7 +101,7 @@ class Context:
         host = headers.get("X-Forwarded-Host", self.request.host).split(",")[0].strip()
         return f"{scheme}://{host}{self.settings.prefix}"
 
-    def url(self, path: str, query: dict[str, str] | None = None) -> str:
-        """A URL for `path` (already below /v2), absolute unless http.relativeurls is set."""
-        out = self.base_url() + quote(path, safe="/:@-._~")
+    def url_for(self, route: str, query: dict[str, str] | None = None, **params: str) -> str:
+        """The URL of the route named `route` with `params`, absolute unless http.relativeurls is set."""
+        out = self.base_url() + self.services.routes[route].path_for(**params)
         return f"{out}?{urlencode(query)}" if query else out

@@ -1,26 +1,36 @@
-"""The route table: every endpoint of the API as data (path pattern, methods, handler, access it needs).
+"""The route table: every endpoint as data (after distribution's `registry/api/v2/descriptors.go`).
 
-Patterns match the raw request path below `http.prefix`. A repository name may contain slashes, so names are
-matched greedily and the fixed suffix decides the route; the order of the table settles the rest
-(`/blobs/uploads/` before `/blobs/<digest>`).
+Each route has a path template, a one-line description, the access its methods need, and per method the
+handler, its success responses with their headers, its query parameters and the error codes it may answer
+with. The dispatcher matches and dispatches from it, handlers build URLs from it by name, and the OpenAPI
+document (api/openapi.py) and the error table of docs/http-behaviour.md are generated from it.
+
+Templates match the raw request path below `http.prefix`. `{name}` is a repository name, which may contain
+slashes, so it is matched greedily and the fixed suffix decides the route; any other `{param}` is one path
+segment. The order of the table settles the rest (`/blobs/uploads/` before `/blobs/<digest>`). A template
+ending in `/` also matches without it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from urllib.parse import unquote
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
 from portside.api.context import Context
-from portside.api.handlers import base, blobs, debug, listing, manifests, referrers, uploads
+from portside.api.errors import ErrorCode
+from portside.api.handlers import base, blobs, debug, listing, manifests, openapi, referrers, token, uploads
 from portside.auth.access import CATALOG_ACCESS, DELETE, PULL, PUSH, Access, repository_access
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
 # The access a request needs, from the route's parameters and the method (docs/auth.md).
 AccessRule = Callable[[Mapping[str, str], str], list[Access]]
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+E = ErrorCode
 
 
 def no_access(params: Mapping[str, str], method: str) -> list[Access]:
@@ -34,7 +44,7 @@ def catalog_access(params: Mapping[str, str], method: str) -> list[Access]:
 
 def repository_rule(params: Mapping[str, str], method: str) -> list[Access]:
     """Docker Distribution's rule: reads need pull, writes pull and push, deletes delete."""
-    if method in ("GET", "HEAD"):
+    if method in READ_METHODS:
         return repository_access(params["name"], PULL)
     if method == "DELETE":
         return repository_access(params["name"], DELETE)
@@ -47,11 +57,49 @@ def upload_rule(params: Mapping[str, str], method: str) -> list[Access]:
 
 
 @dataclass(frozen=True)
+class Param:
+    name: str
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A success response: its status, what it means, the headers it carries and what its body is."""
+
+    status: int
+    description: str
+    headers: tuple[str, ...] = ()
+    body: str | None = None  # a schema name of api/openapi.py, or None for no body
+
+
+@dataclass(frozen=True)
+class Operation:
+    handler: Handler
+    summary: str
+    answers: tuple[Answer, ...]
+    errors: tuple[ErrorCode, ...] = ()
+    query: tuple[Param, ...] = ()
+    request_body: str | None = None
+    writes: bool | None = None  # refused in read-only mode; by default every method but GET and HEAD
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
-    pattern: re.Pattern[str]
-    methods: Mapping[str, Handler]
-    access: AccessRule
+    path: str
+    description: str
+    methods: Mapping[str, Operation]
+    access: AccessRule = no_access
+    public: bool = False  # answered without asking the access controller
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", _compile(self.path))
+
+    @property
+    def parameters(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.match(path)
@@ -59,58 +107,315 @@ class Route:
             return None
         return {key: unquote(value) for key, value in found.groupdict().items()}
 
+    def path_for(self, **params: str) -> str:
+        """The path of this route with `params` filled in, each quoted (a name keeps its slashes)."""
+        out = self.path
+        for key in self.parameters:
+            out = out.replace(f"{{{key}}}", quote(params[key], safe="/:@-._~" if key == "name" else ":@-._~"))
+        return out
 
-def _route(name: str, pattern: str, methods: Mapping[str, Handler], access: AccessRule) -> Route:
-    return Route(name, re.compile(f"^{pattern}$", re.DOTALL), methods, access)
+    def writes(self, method: str) -> bool:
+        declared = self.methods[method].writes
+        return method not in READ_METHODS if declared is None else declared
+
+    def errors(self, method: str) -> tuple[ErrorCode, ...]:
+        """Every code `method` may answer with: its own, and those the dispatcher adds for this route."""
+        codes = list(self.methods[method].errors)
+        if "name" in self.parameters:
+            codes.append(E.NAME_INVALID)
+        if not self.public:
+            codes += [E.UNAUTHORIZED, E.DENIED]
+        if self.writes(method):
+            codes.append(E.UNSUPPORTED)  # read-only mode
+        return tuple(sorted(set(codes), key=lambda c: c.value.value))
 
 
-NAME = r"(?P<name>.+)"
+def _compile(template: str) -> re.Pattern[str]:
+    optional_slash = template.endswith("/") and template != "/"
+    body = template[:-1] if optional_slash else template
+    regex = ""
+    for piece in re.split(r"({\w+})", body):
+        if piece.startswith("{"):
+            key = piece[1:-1]
+            regex += f"(?P<{key}>.+)" if key == "name" else f"(?P<{key}>[^/]+)"
+        else:
+            regex += re.escape(piece)
+    return re.compile(f"^{regex}{'/?' if optional_slash else ''}$", re.DOTALL)
 
-ROUTES: tuple[Route, ...] = (
-    _route("base", r"/v2/?", {"GET": base.version_check, "HEAD": base.version_check}, no_access),
-    _route("catalog", r"/v2/_catalog", {"GET": listing.catalog}, catalog_access),
-    _route("tags", rf"/v2/{NAME}/tags/list", {"GET": listing.tags_list}, repository_rule),
-    _route(
-        "manifest",
-        rf"/v2/{NAME}/manifests/(?P<reference>[^/]+)",
+
+@dataclass(frozen=True)
+class RouteTable:
+    routes: tuple[Route, ...]
+
+    def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            params = route.match(path)
+            if params is not None:
+                return route, params
+        return None
+
+    def __getitem__(self, name: str) -> Route:
+        for route in self.routes:
+            if route.name == name:
+                return route
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------- the registry API
+
+PAGE = (
+    Param("n", "Page size: at most this many entries (a non-negative integer)."),
+    Param("last", "Start after this entry (the last one of the previous page)."),
+)
+BLOB_HEADERS = ("Content-Length", "Content-Type", "Docker-Content-Digest", "ETag", "Accept-Ranges", "Cache-Control")
+MANIFEST_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "ETag")
+SESSION_HEADERS = ("Location", "Range", "Docker-Upload-UUID")
+CREATED_BLOB = Answer(201, "The blob is stored and linked into the repository.", ("Location", "Docker-Content-Digest"))
+
+REGISTRY_ROUTES = (
+    Route(
+        "base",
+        "/v2/",
+        "The API version check.",
         {
-            "GET": manifests.get_manifest,
-            "HEAD": manifests.get_manifest,
-            "PUT": manifests.put_manifest,
-            "DELETE": manifests.delete_manifest,
+            method: Operation(
+                base.version_check, "Check that the endpoint speaks this API.", (Answer(200, "Yes.", (), "Empty"),)
+            )
+            for method in ("GET", "HEAD")
+        },
+    ),
+    Route(
+        "catalog",
+        "/v2/_catalog",
+        "The repositories of the registry, in byte order.",
+        {
+            "GET": Operation(
+                listing.catalog,
+                "List repositories; at most `catalog.maxentries` a page.",
+                (Answer(200, "A page of repository names.", ("Link",), "Catalog"),),
+                (E.PAGINATION_NUMBER_INVALID,),
+                query=PAGE,
+            )
+        },
+        catalog_access,
+    ),
+    Route(
+        "tags",
+        "/v2/{name}/tags/list",
+        "A repository's tags, in byte order.",
+        {
+            "GET": Operation(
+                listing.tags_list,
+                "List tags.",
+                (Answer(200, "A page of tags.", ("Link",), "TagList"),),
+                (E.NAME_UNKNOWN, E.PAGINATION_NUMBER_INVALID),
+                query=PAGE,
+            )
         },
         repository_rule,
     ),
-    _route("upload_start", rf"/v2/{NAME}/blobs/uploads/?", {"POST": uploads.start_upload}, upload_rule),
-    _route(
-        "upload",
-        rf"/v2/{NAME}/blobs/uploads/(?P<uuid>[^/]+)",
+    Route(
+        "manifest",
+        "/v2/{name}/manifests/{reference}",
+        "A manifest by tag or digest.",
         {
-            "GET": uploads.upload_status,
-            "PATCH": uploads.upload_chunk,
-            "PUT": uploads.finish_upload,
-            "DELETE": uploads.cancel_upload,
+            "GET": Operation(
+                manifests.get_manifest,
+                "Fetch a manifest, as pushed, in a media type the client accepts.",
+                (
+                    Answer(200, "The manifest.", MANIFEST_HEADERS, "Manifest"),
+                    Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
+                ),
+                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID),
+            ),
+            "HEAD": Operation(
+                manifests.get_manifest,
+                "Check that a manifest exists, and learn its digest, type and size.",
+                (
+                    Answer(200, "The manifest exists.", MANIFEST_HEADERS),
+                    Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
+                ),
+                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID),
+            ),
+            "PUT": Operation(
+                manifests.put_manifest,
+                "Push a manifest; by tag, the tag moves to it.",
+                (Answer(201, "The manifest is stored.", ("Location", "Docker-Content-Digest", "OCI-Subject")),),
+                (E.DIGEST_INVALID, E.MANIFEST_BLOB_UNKNOWN, E.MANIFEST_INVALID, E.TAG_INVALID),
+                request_body="Manifest",
+            ),
+            "DELETE": Operation(
+                manifests.delete_manifest,
+                "Delete a manifest by digest (with every tag on it), or only a tag.",
+                (Answer(202, "Deleted."),),
+                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID),
+            ),
+        },
+        repository_rule,
+    ),
+    Route(
+        "upload_start",
+        "/v2/{name}/blobs/uploads/",
+        "Start a blob upload, push a whole blob, or mount one from another repository.",
+        {
+            "POST": Operation(
+                uploads.start_upload,
+                "With `digest`, the body is the whole blob; with `mount`, link an existing blob; otherwise open a "
+                "session.",
+                (
+                    CREATED_BLOB,
+                    Answer(202, "A session is open; continue at Location.", SESSION_HEADERS),
+                ),
+                (E.BLOB_UPLOAD_INVALID, E.DIGEST_INVALID, E.SIZE_INVALID),
+                query=(
+                    Param("digest", "The digest of the blob sent as the body (a monolithic upload)."),
+                    Param("mount", "The digest of a blob to link from another repository."),
+                    Param("from", "The repository to mount from (any readable one holding the blob when absent)."),
+                ),
+                request_body="Blob",
+            )
         },
         upload_rule,
     ),
-    _route(
+    Route(
+        "upload",
+        "/v2/{name}/blobs/uploads/{uuid}",
+        "An upload session.",
+        {
+            "GET": Operation(
+                uploads.upload_status,
+                "How much the session holds.",
+                (Answer(204, "The session's state.", SESSION_HEADERS),),
+                (E.BLOB_UPLOAD_UNKNOWN,),
+            ),
+            "PATCH": Operation(
+                uploads.upload_chunk,
+                "Append a chunk (`Content-Range` says where it starts).",
+                (Answer(202, "The chunk is stored.", SESSION_HEADERS),),
+                (E.BLOB_UPLOAD_INVALID, E.BLOB_UPLOAD_UNKNOWN, E.RANGE_INVALID, E.SIZE_INVALID),
+                request_body="Blob",
+            ),
+            "PUT": Operation(
+                uploads.finish_upload,
+                "Finish the upload, with an optional last chunk, against `digest`.",
+                (CREATED_BLOB,),
+                (E.BLOB_UPLOAD_INVALID, E.BLOB_UPLOAD_UNKNOWN, E.DIGEST_INVALID, E.RANGE_INVALID, E.SIZE_INVALID),
+                query=(Param("digest", "The digest of the whole blob.", required=True),),
+                request_body="Blob",
+            ),
+            "DELETE": Operation(
+                uploads.cancel_upload,
+                "Cancel the upload.",
+                (Answer(204, "Cancelled."),),
+                (E.BLOB_UPLOAD_UNKNOWN,),
+            ),
+        },
+        upload_rule,
+    ),
+    Route(
         "blob",
-        rf"/v2/{NAME}/blobs/(?P<digest>[^/]+)",
-        {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob},
+        "/v2/{name}/blobs/{digest}",
+        "A blob of a repository.",
+        {
+            "GET": Operation(
+                blobs.get_blob,
+                "Fetch a blob, or one byte range of it.",
+                (
+                    Answer(200, "The blob.", BLOB_HEADERS, "Blob"),
+                    Answer(206, "The range asked for.", (*BLOB_HEADERS, "Content-Range"), "Blob"),
+                    Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
+                    Answer(307, "Fetch it from the storage backend directly.", ("Location", "Docker-Content-Digest")),
+                ),
+                (E.BLOB_UNKNOWN, E.DIGEST_INVALID, E.NAME_UNKNOWN, E.RANGE_INVALID),
+            ),
+            "HEAD": Operation(
+                blobs.get_blob,
+                "Check that a blob exists and learn its size.",
+                (
+                    Answer(200, "The blob exists.", BLOB_HEADERS),
+                    Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
+                    Answer(307, "Check it at the storage backend directly.", ("Location", "Docker-Content-Digest")),
+                ),
+                (E.BLOB_UNKNOWN, E.DIGEST_INVALID, E.NAME_UNKNOWN),
+            ),
+            "DELETE": Operation(
+                blobs.delete_blob,
+                "Unlink a blob from the repository.",
+                (Answer(202, "Unlinked.", ("Docker-Content-Digest",)),),
+                (E.BLOB_UNKNOWN, E.DIGEST_INVALID, E.NAME_UNKNOWN),
+            ),
+        },
         repository_rule,
     ),
-    _route("referrers", rf"/v2/{NAME}/referrers/(?P<digest>[^/]+)", {"GET": referrers.list_referrers}, repository_rule),
+    Route(
+        "referrers",
+        "/v2/{name}/referrers/{digest}",
+        "The manifests whose `subject` is a given manifest.",
+        {
+            "GET": Operation(
+                referrers.list_referrers,
+                "List referrers as an image index, optionally of one artifact type.",
+                (
+                    Answer(
+                        200, "An image index of the referrers.", ("Content-Type", "OCI-Filters-Applied"), "ImageIndex"
+                    ),
+                ),
+                (E.DIGEST_INVALID,),
+                query=(Param("artifactType", "Only referrers of this artifact type."),),
+            )
+        },
+        repository_rule,
+    ),
+    Route(
+        "openapi",
+        "/openapi.json",
+        "This document: the OpenAPI description of every route.",
+        {
+            "GET": Operation(
+                openapi.document, "The OpenAPI 3.1 document.", (Answer(200, "The document.", (), "Object"),)
+            )
+        },
+        public=True,
+    ),
 )
 
 
-DEBUG_ROUTES: tuple[Route, ...] = (
-    _route("health", r"/debug/health", {"GET": debug.health_status, "HEAD": debug.health_status}, no_access),
-)
+def token_route(path: str) -> Route:
+    """The built-in token server's endpoint (tokenserver.path), when it runs inside the registry."""
+    answers = (Answer(200, "A token.", (), "Token"),)
+    return Route(
+        "token",
+        path,
+        "The built-in token server: Docker's token flow (GET) and OAuth2 (POST).",
+        {
+            "GET": Operation(token.token, "Issue a token for `scope` to the Basic-authenticated user.", answers),
+            "HEAD": Operation(token.token, "As GET, without the body.", answers),
+            "POST": Operation(
+                token.token, "Issue a token (grant_type password or refresh_token).", answers, writes=False
+            ),
+        },
+        public=True,
+    )
 
 
-def resolve(path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]] | None:
-    for route in routes:
-        params = route.match(path)
-        if params is not None:
-            return route, params
-    return None
+def debug_routes(metrics_path: str | None) -> RouteTable:
+    """The routes of the debug server (`http.debug.addr`): health, and metrics when enabled."""
+    health = Operation(
+        debug.health_status,
+        "Health of the storage driver, the database and the configured checks.",
+        (Answer(200, "Healthy.", (), "Object"), Answer(503, "Failing checks, by name, with why.", (), "Object")),
+    )
+    routes = [Route("health", "/debug/health", "Health checks.", {"GET": health, "HEAD": health}, public=True)]
+    if metrics_path:
+        exposition = Operation(debug.metrics, "Prometheus text exposition.", (Answer(200, "The metrics.", (), "Text"),))
+        routes.append(Route("metrics", metrics_path, "Prometheus metrics.", {"GET": exposition}, public=True))
+    return RouteTable(tuple(routes))
+
+
+def registry_routes(token_path: str | None) -> RouteTable:
+    """The routes of the registry's own address."""
+    routes = REGISTRY_ROUTES if token_path is None else (token_route(token_path), *REGISTRY_ROUTES)
+    return RouteTable(routes)
+
+
+ROUTES = registry_routes(None)

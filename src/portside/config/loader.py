@@ -16,7 +16,8 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from portside.config.schema import DRIVER_PARAMETERS, STORAGE_SETTINGS, Config, Storage
+from portside.config.schema import STORAGE_SETTINGS, Config, Storage
+from portside.storage import factory
 
 log = logging.getLogger(__name__)
 PREFIX = "REGISTRY_"
@@ -51,8 +52,8 @@ def _known(model: type[BaseModel], segments: list[str]) -> list[str] | None:
             sub = _model_of(Storage.model_fields[head].annotation)
             rest = _known(sub, segments[1:]) if sub else None
             return None if rest is None else [head, *rest]
-        if head in DRIVER_PARAMETERS:
-            rest = _known(DRIVER_PARAMETERS[head], segments[1:])
+        if head in factory.names():
+            rest = _known(factory.parameters_model(head), segments[1:])
             return None if rest is None else [head, *rest]
         return None
     field = model.model_fields.get(segments[0])
@@ -100,7 +101,7 @@ def apply_environment(tree: dict[str, Any], environ: Mapping[str, str]) -> dict[
         if path is None:
             log.warning("ignoring unrecognized environment variable %s", name)
             continue
-        if path[0] == "storage" and path[1] in DRIVER_PARAMETERS and path[1] not in (tree.get("storage") or {}):
+        if path[0] == "storage" and path[1] in factory.names() and path[1] not in (tree.get("storage") or {}):
             _switch_driver(tree, path[1])
         if path[-1] == "version":
             value = environ[name]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from portside.config.durations import parse_duration
+from portside.storage import factory
 
 
 class Strict(BaseModel):
@@ -76,80 +77,6 @@ class Maintenance(Strict):
     readonly: ReadOnly = ReadOnly()
 
 
-class FilesystemParameters(Strict):
-    rootdirectory: str = "./data"
-    maxthreads: int = Field(default=100, ge=25)
-
-
-class InMemoryParameters(Strict):
-    pass
-
-
-class S3Parameters(Strict):
-    """Docker Distribution's `storage.s3` keys."""
-
-    bucket: str
-    region: str = "us-east-1"
-    regionendpoint: str = ""
-    accesskey: str = ""
-    secretkey: str = ""
-    encrypt: bool = False
-    keyid: str = ""
-    secure: bool = True
-    skipverify: bool = False
-    v4auth: bool = True
-    chunksize: int = Field(default=10 * 1024 * 1024, ge=5 * 1024 * 1024)
-    multipartcopychunksize: int = Field(default=32 * 1024 * 1024, ge=5 * 1024 * 1024)
-    multipartcopymaxconcurrency: int = Field(default=100, ge=1)
-    multipartcopythresholdsize: int = Field(default=32 * 1024 * 1024, ge=0)
-    rootdirectory: str = ""
-    storageclass: str = "STANDARD"
-    forcepathstyle: bool = False
-    objectacl: str = "private"
-
-    @field_validator("v4auth")
-    @classmethod
-    def _v4(cls, value: bool) -> bool:
-        if not value:
-            raise ValueError("storage.s3.v4auth: false is not supported (S3 requires signature version 4)")
-        return value
-
-    def driver_arguments(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"v4auth"})
-
-
-class AzureParameters(Strict):
-    """Docker Distribution's `storage.azure` keys, plus `serviceurl` for other endpoints (Azurite, sovereign
-    clouds) and `chunksize` (the block size of uploads)."""
-
-    accountname: str
-    accountkey: str
-    container: str
-    realm: str = "core.windows.net"
-    serviceurl: str = ""
-    rootdirectory: str = ""
-    chunksize: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024, le=4000 * 1024 * 1024)
-
-
-class GCSParameters(Strict):
-    """Docker Distribution's `storage.gcs` keys, plus `endpoint` for other endpoints (emulators)."""
-
-    bucket: str
-    keyfile: str = ""
-    credentials: dict[str, Any] | None = None
-    rootdirectory: str = ""
-    chunksize: int = Field(default=5 * 1024 * 1024, ge=256 * 1024)
-    endpoint: str = ""
-    maxthreads: int = Field(default=50, ge=1)
-
-
-DRIVER_PARAMETERS: dict[str, type[Strict]] = {
-    "filesystem": FilesystemParameters,
-    "inmemory": InMemoryParameters,
-    "s3": S3Parameters,
-    "azure": AzureParameters,
-    "gcs": GCSParameters,
-}
 STORAGE_SETTINGS = ("delete", "redirect", "cache", "maintenance")
 
 
@@ -175,12 +102,8 @@ class Storage(Strict):
             names = ", ".join(sorted(drivers)) or "none"
             raise ValueError(f"storage needs exactly one driver section (found: {names})")
         ((driver, parameters),) = drivers.items()
-        if driver not in DRIVER_PARAMETERS:
-            known = ", ".join(sorted(DRIVER_PARAMETERS))
-            raise ValueError(f"unknown storage driver {driver!r} (known: {known})")
-        model = DRIVER_PARAMETERS[driver].model_validate(parameters or {})
-        arguments = getattr(model, "driver_arguments", None)
-        parameters = arguments() if arguments is not None else model.model_dump()
+        # The driver's own model (beside the driver, registered with the factory) checks its keys.
+        parameters = factory.parameters_model(driver).model_validate(parameters or {}).model_dump()
         settings = {k: v for k, v in value.items() if k in STORAGE_SETTINGS}
         return {"driver": driver, "parameters": parameters, **settings}
 
@@ -515,8 +438,23 @@ class NotificationEvents(Strict):
     includereferences: bool = False
 
 
+class Outbox(Strict):
+    """Portside's durable outbox of events: delivered events are kept for `retention` (0 keeps them forever),
+    then removed by a job that runs every `pruneinterval`."""
+
+    retention: Duration = 168 * 3600.0
+    pruneinterval: Duration = 3600.0
+
+    @model_validator(mode="after")
+    def _sane(self) -> Outbox:
+        if self.retention < 0 or self.pruneinterval <= 0:
+            raise ValueError("notifications.outbox: retention must not be negative, pruneinterval must be positive")
+        return self
+
+
 class Notifications(Strict):
     events: NotificationEvents = NotificationEvents()
+    outbox: Outbox = Outbox()
     endpoints: list[Endpoint] = Field(default_factory=list)
 
     @field_validator("endpoints")

@@ -45,6 +45,18 @@ Work = Callable[[Connection], T]
 Observer = Callable[[str, float], None]
 
 
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's INSERT construct, which has ON CONFLICT (SQLite and PostgreSQL spell it alike); only the
+    dialect in use is imported."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
+
+
 def _verb(sql: str) -> str:
     """A statement's label in the query metrics: select, insert, update, delete or other."""
     verb = sql.lstrip().split(" ", 1)[0].lower()

@@ -149,3 +149,19 @@ notification_outbox = Table(
     Column("delivered_at", UTCDateTime(), nullable=True),
     Index("ix_notification_outbox_pending", "endpoint", "delivered_at", "id"),
 )
+
+# One row per background job that must run in one place at a time (portside.jobs): who holds it and until
+# when, and the outcome of its runs, shared by every worker and instance.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(100), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_started_at", UTCDateTime(), nullable=True),
+    Column("last_finished_at", UTCDateTime(), nullable=True),
+    Column("last_success_at", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("runs", BigInteger, nullable=False, server_default="0"),
+    Column("failures", BigInteger, nullable=False, server_default="0"),
+)

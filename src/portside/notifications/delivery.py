@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from portside.config.schema import Endpoint
-from portside.metadata.store import Delivery, MetadataStore, utcnow
-from portside.metrics import Metrics
+from portside.metadata.outbox import Outbox
+from portside.metadata.records import Delivery, utcnow
+from portside.metrics import Gauge, Metrics
 from portside.notifications.events import EVENTS_MEDIA_TYPE
 
 if TYPE_CHECKING:
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("portside.notifications")
 
 BATCH = 100
+PENDING_EVENTS = Gauge("portside_notifications_pending", "Events waiting for delivery", (), ("endpoint",))
 IDLE_POLL = 1.0
 MAX_BACKOFF = 300.0
 QUICK_RETRY = 0.5
@@ -34,8 +37,8 @@ def retry_delay(endpoint: Endpoint, attempts: int) -> float:
 
 
 class Dispatcher:
-    def __init__(self, store: MetadataStore, endpoints: list[Endpoint], metrics: Metrics | None = None) -> None:
-        self.store = store
+    def __init__(self, outbox: Outbox, endpoints: list[Endpoint], metrics: Metrics | None = None) -> None:
+        self.outbox = outbox
         self.endpoints = {e.name: e for e in endpoints}
         self.metrics = metrics or Metrics()
         self._wake = asyncio.Event()
@@ -48,6 +51,12 @@ class Dispatcher:
 
         self._session = aiohttp.ClientSession(auto_decompress=False)
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def gauges(self) -> list[Gauge]:
+        """The events waiting for each endpoint, now."""
+        pending = await self.outbox.pending_counts()
+        samples = tuple(((name,), float(pending.get(name, 0))) for name in self.endpoints)
+        return [replace(PENDING_EVENTS, samples=samples)]
 
     def poke(self) -> None:
         """Events were just recorded: look now rather than at the next poll."""
@@ -78,7 +87,7 @@ class Dispatcher:
 
     async def _round(self) -> float:
         """Deliver what is due; returns how long to sleep before looking again."""
-        due = await self.store.due_endpoints()
+        due = await self.outbox.due_endpoints()
         now = utcnow()
         wait = IDLE_POLL
         ready = []
@@ -96,13 +105,13 @@ class Dispatcher:
 
     async def _deliver(self, endpoint: Endpoint) -> None:
         lease = endpoint.timeout * 2 + 5
-        batch = await self.store.claim_deliveries(endpoint.name, BATCH, lease)
+        batch = await self.outbox.claim(endpoint.name, BATCH, lease)
         if not batch:
             return
         error = await self._send(endpoint, batch)
         ids = [d.id for d in batch]
         if error is None:
-            await self.store.mark_delivered(ids)
+            await self.outbox.mark_delivered(ids)
             self.metrics.notification(endpoint.name, len(batch), 0)
             return
         attempts = batch[0].attempts + 1
@@ -116,7 +125,7 @@ class Dispatcher:
             error,
         )
         self.metrics.notification(endpoint.name, 0, 1)
-        await self.store.mark_failed(ids, error, utcnow() + timedelta(seconds=delay))
+        await self.outbox.mark_failed(ids, error, utcnow() + timedelta(seconds=delay))
 
     async def _send(self, endpoint: Endpoint, batch: list[Delivery]) -> str | None:
         """None when the endpoint took the events, else why not."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from portside.config.schema import Endpoint
-from portside.metadata.store import OutboxEntry
+from portside.metadata.records import OutboxEntry
 
 EVENTS_MEDIA_TYPE: Final = "application/vnd.docker.distribution.events.v1+json"
 # Distribution's "source.instanceID": one per running process.

@@ -1,9 +1,10 @@
 """The registry library: Namespace, Repository, BlobStore, BlobWriter, ManifestService, TagService.
 
-It speaks in digests, descriptors and manifests; it knows nothing of HTTP, SQL or storage paths.
+It speaks in digests, descriptors and manifests; it knows nothing of HTTP, SQL or storage paths. The services
+are protocols (`registry.interfaces`); the `Local*` classes implement them over the metadata store and a
+storage driver.
 """
 
-from portside.registry.blobs import BlobContent, BlobStore
 from portside.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
@@ -21,22 +22,42 @@ from portside.registry.errors import (
     TagInvalid,
     Unsupported,
 )
-from portside.registry.manifests import ManifestService, parse_manifest_reference
-from portside.registry.namespace import Namespace
+from portside.registry.interfaces import (
+    BlobContent,
+    BlobDeleter,
+    BlobIngester,
+    BlobProvider,
+    BlobStatter,
+    BlobStore,
+    BlobWriter,
+    ByteReader,
+    ManifestContent,
+    ManifestService,
+    Namespace,
+    Page,
+    Repository,
+    TagService,
+)
+from portside.registry.manifests import parse_manifest_reference
+from portside.registry.namespace import LocalNamespace
 from portside.registry.options import RegistryOptions
-from portside.registry.repository import Repository
-from portside.registry.tags import TagService
-from portside.registry.uploads import BlobWriter
 
 __all__ = [
     "BlobContent",
+    "BlobDeleter",
+    "BlobIngester",
+    "BlobProvider",
+    "BlobStatter",
     "BlobStore",
     "BlobUnknown",
     "BlobUploadInvalid",
     "BlobUploadUnknown",
     "BlobWriter",
+    "ByteReader",
     "DigestInvalid",
+    "LocalNamespace",
     "ManifestBlobUnknown",
+    "ManifestContent",
     "ManifestInvalid",
     "ManifestService",
     "ManifestTooLarge",
@@ -44,6 +65,7 @@ __all__ = [
     "NameInvalid",
     "NameUnknown",
     "Namespace",
+    "Page",
     "RangeInvalid",
     "RegistryError",
     "RegistryOptions",

@@ -1,37 +1,25 @@
-"""A repository's blobs: what is linked into it, how to read them, and how new ones arrive."""
+"""A repository's blobs over the metadata store and a storage driver: what is linked into it, how to read
+them, and how new ones arrive."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from portside.digest import CANONICAL, Digest
 from portside.manifest.descriptor import Descriptor
-from portside.metadata.store import MetadataStore, utcnow
+from portside.metadata.records import utcnow
+from portside.metadata.store import MetadataStore
 from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import BlobUnknown, BlobUploadUnknown, NameUnknown, Unsupported
 from portside.registry.events import DELETE, MOUNT, EventSink, entries
+from portside.registry.interfaces import BlobContent, ByteReader
 from portside.registry.options import RegistryOptions
-from portside.registry.uploads import BLOB_MEDIA_TYPE, BlobWriter, HashStateCache
-from portside.storage import paths
-from portside.storage.driver import FileReader, StorageDriver
-
-
-@dataclass(frozen=True)
-class BlobContent:
-    """Where a blob's bytes can be had: a local file (sendfile), a redirect URL, or a driver reader."""
-
-    descriptor: Descriptor
-    path: str
-    local_path: str | None
-    redirect_url: str | None
-    driver: StorageDriver
-
-    async def reader(self, offset: int = 0) -> FileReader:
-        return await self.driver.reader(self.path, offset)
+from portside.registry.uploads import BLOB_MEDIA_TYPE, HashStateCache, LocalBlobWriter
+from portside.storage.content import ContentStore
+from portside.storage.driver import PathNotFound
 
 
 def _upload_id_valid(upload_id: str) -> bool:
@@ -41,11 +29,15 @@ def _upload_id_valid(upload_id: str) -> bool:
         return False
 
 
-class BlobStore:
+def missing_bytes(digest: Digest) -> BlobUnknown:
+    return BlobUnknown(f"blob {digest} is missing from storage", {"digest": digest})
+
+
+class LocalBlobStore:
     def __init__(
         self,
         repository: str,
-        driver: StorageDriver,
+        content: ContentStore,
         store: MetadataStore,
         options: RegistryOptions,
         hash_states: HashStateCache,
@@ -53,7 +45,7 @@ class BlobStore:
         cache: BlobDescriptorCache | None = None,
     ) -> None:
         self.repository = repository
-        self._driver = driver
+        self._content = content
         self._store = store
         self._options = options
         self._hash_states = hash_states
@@ -64,14 +56,14 @@ class BlobStore:
         return {"mediaType": BLOB_MEDIA_TYPE, "digest": digest, "size": size, "repository": self.repository, **extra}
 
     async def _unknown(self, digest: Digest) -> Exception:
-        if not await self._store.repository_exists(self.repository):
+        if not await self._store.registry.repository_exists(self.repository):
             return NameUnknown(f"repository {self.repository} is not known", {"name": self.repository})
         return BlobUnknown(f"blob {digest} is not in {self.repository}", {"digest": digest})
 
     async def stat(self, digest: Digest) -> Descriptor:
         size = await self._cache.linked_size(self.repository, digest)
         if size is None:
-            record = await self._store.blob_in_repository(self.repository, digest)
+            record = await self._store.registry.blob_in_repository(self.repository, digest)
             if record is None:
                 raise await self._unknown(digest)
             size = record.size
@@ -80,22 +72,28 @@ class BlobStore:
 
     async def open(self, digest: Digest, method: str = "GET") -> BlobContent:
         descriptor = await self.stat(digest)
-        path = paths.blob_data(digest)
+
+        async def opener(offset: int) -> ByteReader:
+            try:
+                return await self._content.blob_reader(digest, offset)
+            except PathNotFound:
+                raise missing_bytes(digest) from None
+
         return BlobContent(
             descriptor=descriptor,
-            path=path,
-            local_path=self._driver.local_path(path),
-            redirect_url=await self._driver.redirect_url(path, method),
-            driver=self._driver,
+            opener=opener,
+            local_path=self._content.blob_local_path(digest),
+            redirect_url=await self._content.blob_redirect_url(digest, method),
         )
 
     async def get(self, digest: Digest) -> bytes:
-        """A whole (small) blob."""
         await self.stat(digest)
-        return await self._driver.get_content(paths.blob_data(digest))
+        try:
+            return await self._content.blob(digest)
+        except PathNotFound:
+            raise missing_bytes(digest) from None
 
     async def put(self, content: bytes, expected: Digest) -> Descriptor:
-        """Store a whole blob received in one piece (a small monolithic upload), verified against `expected`."""
         writer = self._writer(str(uuid.uuid4()), utcnow(), persisted=False)
         return await writer.commit_content(content, expected)
 
@@ -104,33 +102,33 @@ class BlobStore:
         if not self._options.delete_enabled:
             raise Unsupported("blob deletion is disabled (storage.delete.enabled)")
         outbox = entries(self._events, DELETE, {"repository": self.repository, "digest": digest})
-        if not await self._store.unlink_blob(self.repository, digest, outbox):
+        if not await self._store.registry.unlink_blob(self.repository, digest, outbox):
             raise await self._unknown(digest)
         await self._cache.forget_link(self.repository, digest)
 
     async def mount(self, digest: Digest, source: str | None) -> Descriptor | None:
-        """Link a blob another repository holds (any repository when `source` is None); None if none does."""
+        registry = self._store.registry
         if source is not None:
-            record = await self._store.blob_in_repository(source, digest)
+            record = await registry.blob_in_repository(source, digest)
         else:
-            record = await self._store.blob(digest)
-            if record is not None and not await self._store.repositories_with_blob(digest, limit=1):
+            record = await registry.blob(digest)
+            if record is not None and not await registry.repositories_with_blob(digest, limit=1):
                 record = None
         if record is None:
             return None
         target = self._target(digest, record.size)
         if source is not None:
             target["fromRepository"] = source
-        await self._store.link_blob(self.repository, digest, record.size, entries(self._events, MOUNT, target))
+        await registry.link_blob(self.repository, digest, record.size, entries(self._events, MOUNT, target))
         await self._cache.remember_link(self.repository, digest, record.size)
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
 
-    def _writer(self, upload_id: str, started_at: datetime, persisted: bool, has_data: bool = False) -> BlobWriter:
-        return BlobWriter(
+    def _writer(self, upload_id: str, started_at: datetime, persisted: bool, has_data: bool = False) -> LocalBlobWriter:
+        return LocalBlobWriter(
             repository=self.repository,
             upload_id=upload_id,
             started_at=started_at,
-            driver=self._driver,
+            content=self._content,
             store=self._store,
             cache=self._hash_states,
             persisted=persisted,
@@ -140,20 +138,18 @@ class BlobStore:
             descriptors=self._cache,
         )
 
-    async def create(self, persist: bool = True, algorithms: Iterable[str] = (CANONICAL,)) -> BlobWriter:
-        """Start an upload. `persist=False` is for a single-request upload that needs no resumable session."""
+    async def create(self, persist: bool = True, algorithms: Iterable[str] = (CANONICAL,)) -> LocalBlobWriter:
         upload_id = str(uuid.uuid4())
         started_at = utcnow()
         if persist:
-            started_at = (await self._store.create_upload(upload_id, self.repository)).started_at
+            started_at = (await self._store.uploads.create(upload_id, self.repository)).started_at
         writer = self._writer(upload_id, started_at, persist)
         if not persist:
             await writer.open(algorithms)
         return writer
 
-    async def resume(self, upload_id: str) -> BlobWriter:
-        """The upload session `upload_id` of this repository; `open` it to append or commit."""
-        record = await self._store.upload(upload_id) if _upload_id_valid(upload_id) else None
+    async def resume(self, upload_id: str) -> LocalBlobWriter:
+        record = await self._store.uploads.get(upload_id) if _upload_id_valid(upload_id) else None
         if record is None or record.repository != self.repository:
             raise BlobUploadUnknown(f"upload {upload_id[:64]} is not known", {"uuid": upload_id[:64]})
         return self._writer(record.id, record.started_at, persisted=True, has_data=record.has_data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from portside.metadata.store import OutboxEntry
+from portside.metadata.records import OutboxEntry
 
 PUSH, PULL, MOUNT, DELETE = "push", "pull", "mount", "delete"
 

@@ -8,7 +8,8 @@ from portside.digest import CANONICAL, Digest, DigestError, is_digest_like
 from portside.manifest import mediatypes as mt
 from portside.manifest.descriptor import Descriptor
 from portside.manifest.schema import Manifest, ManifestError, SchemaRegistry
-from portside.metadata.store import ManifestRecord, MetadataStore, NewManifest
+from portside.metadata.records import ManifestRecord, NewManifest
+from portside.metadata.store import MetadataStore
 from portside.reference import ReferenceError, validate_tag
 from portside.registry.errors import (
     DigestInvalid,
@@ -21,6 +22,7 @@ from portside.registry.errors import (
     Unsupported,
 )
 from portside.registry.events import DELETE, PUSH, EventSink, entries
+from portside.registry.interfaces import ManifestContent
 from portside.registry.options import RegistryOptions
 
 
@@ -37,7 +39,11 @@ def parse_manifest_reference(reference: str) -> tuple[str | None, Digest | None]
         raise TagInvalid(str(exc), {"tag": reference[:200]}) from None
 
 
-class ManifestService:
+def _content(record: ManifestRecord) -> ManifestContent:
+    return ManifestContent(digest=Digest(record.digest), media_type=record.media_type, payload=record.payload)
+
+
+class LocalManifestService:
     def __init__(
         self,
         repository: str,
@@ -53,24 +59,24 @@ class ManifestService:
         self._events = events
 
     async def _unknown(self, reference: str) -> Exception:
-        if not await self._store.repository_exists(self.repository):
+        if not await self._store.registry.repository_exists(self.repository):
             return NameUnknown(f"repository {self.repository} is not known", {"name": self.repository})
         return ManifestUnknown(f"manifest {reference} is not in {self.repository}", {"reference": reference})
 
-    async def get(self, digest: Digest) -> ManifestRecord:
-        record = await self._store.manifest(self.repository, digest)
+    async def get(self, digest: Digest) -> ManifestContent:
+        record = await self._store.registry.manifest(self.repository, digest)
         if record is None:
             raise await self._unknown(digest)
-        return record
+        return _content(record)
 
-    async def get_by_tag(self, tag: str) -> ManifestRecord:
-        record = await self._store.manifest_by_tag(self.repository, tag)
+    async def get_by_tag(self, tag: str) -> ManifestContent:
+        record = await self._store.registry.manifest_by_tag(self.repository, tag)
         if record is None:
             raise await self._unknown(tag)
-        return record
+        return _content(record)
 
     async def exists(self, digest: Digest) -> bool:
-        return await self._store.manifest(self.repository, digest) is not None
+        return await self._store.registry.manifest(self.repository, digest) is not None
 
     def parse(self, payload: bytes, content_type: str | None, algorithm: str = CANONICAL) -> Manifest:
         if len(payload) > self._options.max_manifest_size:
@@ -153,7 +159,7 @@ class ManifestService:
         if tag is not None:
             target["tag"] = tag
         outbox = entries(self._events, PUSH, target)
-        missing = await self._store.put_manifest(self.repository, new, tag, outbox)
+        missing = await self._store.registry.put_manifest(self.repository, new, tag, outbox)
         if missing:
             raise ManifestBlobUnknown(missing)
         return manifest
@@ -163,5 +169,5 @@ class ManifestService:
         if not self._options.delete_enabled:
             raise Unsupported("manifest deletion is disabled (storage.delete.enabled)")
         outbox = entries(self._events, DELETE, {"repository": self.repository, "digest": digest})
-        if not await self._store.delete_manifest(self.repository, digest, outbox):
+        if not await self._store.registry.delete_manifest(self.repository, digest, outbox):
             raise await self._unknown(digest)

@@ -1,23 +1,28 @@
-"""The namespace: the whole registry, from which repositories are looked up and listed."""
+"""The namespace over the metadata store and a storage driver: the whole registry, from which repositories
+are looked up and listed."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from portside.digest import Digest
 from portside.manifest.schema import SchemaRegistry, default_registry
 from portside.metadata.store import MetadataStore
 from portside.reference import ReferenceError, validate_repository_name
 from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import NameInvalid
 from portside.registry.events import EventSink
-from portside.registry.options import Page, RegistryOptions
-from portside.registry.repository import Repository
+from portside.registry.interfaces import Page
+from portside.registry.maintenance import purge_uploads
+from portside.registry.options import RegistryOptions
+from portside.registry.repository import LocalRepository
 from portside.registry.taglists import TagListCache
-from portside.registry.uploads import HashStateCache, purge_uploads
+from portside.registry.uploads import HashStateCache
+from portside.storage.content import ContentStore
 from portside.storage.driver import StorageDriver
 
 
-class Namespace:
+class LocalNamespace:
     def __init__(
         self,
         driver: StorageDriver,
@@ -27,6 +32,7 @@ class Namespace:
         cache: BlobDescriptorCache | None = None,
     ) -> None:
         self.driver = driver
+        self.content = ContentStore(driver)
         self.store = store
         self.options = options or RegistryOptions()
         self.schemas = schemas or default_registry()
@@ -34,13 +40,11 @@ class Namespace:
         self.hash_states = HashStateCache()
         self.tag_lists = TagListCache()
 
-    def repository(self, name: str, events: EventSink | None = None) -> Repository:
-        """The repository called `name` (which need not exist yet); NameInvalid if the name breaks the grammar.
-        `events` receives what happens through it (for notifications)."""
+    def repository(self, name: str, events: EventSink | None = None) -> LocalRepository:
         self.check_name(name)
-        return Repository(
+        return LocalRepository(
             name,
-            self.driver,
+            self.content,
             self.store,
             self.schemas,
             self.options,
@@ -63,15 +67,17 @@ class Namespace:
         limit = cap if limit is None else min(limit, cap)
         if limit == 0:
             return Page([], False)
-        names = await self.store.catalog(last, limit + 1)
+        names = await self.store.registry.catalog(last, limit + 1)
         return Page(names[:limit], len(names) > limit)
 
-    async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
-        """Repositories holding a blob, in byte order (to choose a mount source the caller may read)."""
-        return await self.store.repositories_with_blob(digest, limit)
+    async def repositories_with_blob(self, digest: Digest, limit: int = 100) -> list[str]:
+        return await self.store.registry.repositories_with_blob(digest, limit)
 
     async def purge_uploads(self, age: timedelta, dry_run: bool = False) -> list[str]:
-        return await purge_uploads(self.driver, self.store, age, dry_run)
+        return await purge_uploads(self.content, self.store, age, dry_run)
+
+    async def uploads_in_progress(self) -> int:
+        return await self.store.uploads.count()
 
     async def close(self) -> None:
         await self.driver.close()

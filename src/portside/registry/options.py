@@ -26,11 +26,3 @@ class RegistryOptions:
     catalog_max_entries: int = 1000
     # Bytes handed to the hashing and writing threads at a time while an upload streams in.
     upload_block_size: int = MiB
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing in byte order, and whether more items follow it."""
-
-    items: list[str]
-    more: bool

@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from portside.digest import CANONICAL, Digest, new_hasher
 from portside.manifest.descriptor import Descriptor
-from portside.metadata.store import MetadataStore, UploadRecord, utcnow
+from portside.metadata.store import MetadataStore
 from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import DigestInvalid, SizeInvalid
 from portside.registry.events import PUSH, EventSink, entries
-from portside.storage import paths
-from portside.storage.driver import FileWriter, PathNotFound, StorageDriver
-
-log = logging.getLogger(__name__)
+from portside.storage.content import ContentStore
+from portside.storage.driver import FileWriter, PathNotFound
 
 BLOB_MEDIA_TYPE = "application/octet-stream"
 # Hashing this much takes a few microseconds, less than handing it to a thread and back.
@@ -72,8 +69,8 @@ async def digest_of(content: bytes, algorithm: str) -> Digest:
     return await asyncio.to_thread(Digest.of, content, algorithm)
 
 
-class BlobWriter:
-    """One upload session's bytes. Use `BlobStore.create`/`resume` to get one; always `close` it."""
+class LocalBlobWriter:
+    """One upload session's bytes. Use `LocalBlobStore.create`/`resume` to get one; always `close` it."""
 
     def __init__(
         self,
@@ -81,7 +78,7 @@ class BlobWriter:
         repository: str,
         upload_id: str,
         started_at: datetime,
-        driver: StorageDriver,
+        content: ContentStore,
         store: MetadataStore,
         cache: HashStateCache,
         persisted: bool,
@@ -93,7 +90,7 @@ class BlobWriter:
         self.repository = repository
         self.id = upload_id
         self.started_at = started_at
-        self._driver = driver
+        self._content = content
         self._store = store
         self._cache = cache
         self._persisted = persisted
@@ -112,10 +109,6 @@ class BlobWriter:
             return self._file.size
         return self._state.offset if self._state is not None else 0
 
-    @property
-    def data_path(self) -> str:
-        return paths.upload_data(self.id)
-
     async def open(self, algorithms: Iterable[str] = (CANONICAL,)) -> None:
         """Open the stored bytes for appending and bring the hash state up to their length.
 
@@ -123,7 +116,7 @@ class BlobWriter:
         an upload in progress), the upload continues unhashed and is verified at commit by reading it back.
         """
         if self._file is None:
-            self._file = await self._driver.writer(self.data_path, append=True)
+            self._file = await self._content.upload_writer(self.id)
             cached = self._cache.take(self.id)
             fresh = cached is None or cached.offset != self._file.size
             self._state = HashState(0) if fresh else cached
@@ -145,7 +138,7 @@ class BlobWriter:
     async def will_store(self) -> None:
         """Call before storing bytes into a session: marks it active for upload purging, and no longer empty."""
         if self._persisted:
-            await self._store.mark_upload_data(self.id)
+            await self._store.uploads.mark_data(self.id)
             self._has_data = True
 
     async def is_empty(self) -> bool:
@@ -156,7 +149,7 @@ class BlobWriter:
             self._no_files = True  # nothing was ever stored, so storage need not be asked
             return True
         try:
-            return (await self._driver.stat(self.data_path)).size == 0
+            return await self._content.upload_size(self.id) == 0
         except PathNotFound:
             self._no_files = True
             return True
@@ -167,7 +160,7 @@ class BlobWriter:
             return self._file.size
         if self._persisted and not self._has_data:
             return 0
-        file = await self._driver.writer(self.data_path, append=True)
+        file = await self._content.upload_writer(self.id)
         try:
             return file.size
         finally:
@@ -176,7 +169,7 @@ class BlobWriter:
     async def _hash_stored(self, algorithms: Iterable[str], length: int) -> dict[str, Any]:
         hashers = {algorithm: new_hasher(algorithm) for algorithm in algorithms}
         remaining = length
-        async with await self._driver.reader(self.data_path) as reader:
+        async with await self._content.upload_reader(self.id) as reader:
             while remaining:
                 block = await reader.read(min(self._block_size, remaining))
                 if not block:
@@ -184,7 +177,7 @@ class BlobWriter:
                 await asyncio.to_thread(_update, hashers.values(), block)
                 remaining -= len(block)
         if remaining:
-            raise PathNotFound(self.data_path)
+            raise PathNotFound(f"upload {self.id}")
         return hashers
 
     async def _rehash(self, algorithms: Iterable[str]) -> None:
@@ -264,7 +257,7 @@ class BlobWriter:
             hasher = (await self._hash_stored([expected.algorithm], actual_size))[expected.algorithm]
             await self._verify(expected, Digest(f"{expected.algorithm}:{hasher.hexdigest()}"), size, actual_size)
         if not await self._blob_stored(expected):
-            await self._driver.move(self.data_path, paths.blob_data(expected))
+            await self._content.commit_upload(self.id, expected)
         return await self._finish(expected, actual_size)
 
     async def commit_content(self, content: bytes, expected: Digest, size: int | None = None) -> Descriptor:
@@ -275,11 +268,13 @@ class BlobWriter:
         """
         await self._verify(expected, await digest_of(content, expected.algorithm), size, len(content))
         if not await self._blob_stored(expected):
-            await self._driver.put_content(paths.blob_data(expected), content)
+            await self._content.put_blob(expected, content)
         return await self._finish(expected, len(content))
 
     async def _blob_stored(self, digest: Digest) -> bool:
-        return await self._descriptors.blob_size(digest) is not None or await self._store.blob(digest) is not None
+        return (
+            await self._descriptors.blob_size(digest) is not None or await self._store.registry.blob(digest) is not None
+        )
 
     async def _finish(self, expected: Digest, actual_size: int) -> Descriptor:
         """Record the stored blob: link it to the repository and end the session."""
@@ -287,9 +282,9 @@ class BlobWriter:
         target = {"mediaType": BLOB_MEDIA_TYPE, "digest": expected, "size": actual_size, "repository": self.repository}
         outbox = entries(self._events, PUSH, target)
         if self._persisted:
-            await self._store.finish_upload(self.id, self.repository, expected, actual_size, outbox)
+            await self._store.registry.finish_upload(self.id, self.repository, expected, actual_size, outbox)
         else:
-            await self._store.link_blob(self.repository, expected, actual_size, outbox)
+            await self._store.registry.link_blob(self.repository, expected, actual_size, outbox)
         self._done = True
         self._cache.drop(self.id)
         await self._remove_files()
@@ -302,14 +297,13 @@ class BlobWriter:
         if self._file is not None:
             await self._file.cancel()
         if self._persisted:
-            await self._store.delete_upload(self.id)
+            await self._store.uploads.delete(self.id)
         await self._remove_files()
 
     async def _remove_files(self) -> None:
         if self._file is None and (self._no_files or not self._persisted):
             return  # nothing was ever stored for this session
-        with contextlib.suppress(PathNotFound):
-            await self._driver.delete(paths.upload_dir(self.id))
+        await self._content.delete_upload(self.id)
 
     async def close(self) -> None:
         """Release the file; the session stays resumable (unless it was committed or cancelled)."""
@@ -317,38 +311,3 @@ class BlobWriter:
             await self._file.close()
         if not self._done and self._state is not None:
             self._cache.put(self.id, self._state)
-
-
-async def purge_uploads(
-    driver: StorageDriver, store: MetadataStore, age: timedelta, dry_run: bool = False
-) -> list[str]:
-    """Remove upload sessions idle for longer than `age`, and upload bytes no session owns; returns their ids."""
-    cutoff = utcnow() - age
-    purged: list[str] = []
-    stale: list[UploadRecord] = await store.stale_uploads(cutoff)
-    for record in stale:
-        purged.append(record.id)
-        if not dry_run:
-            with contextlib.suppress(PathNotFound):
-                await driver.delete(paths.upload_dir(record.id))
-            await store.delete_upload(record.id)
-    try:
-        directories = await driver.list(paths.UPLOADS)
-    except PathNotFound:
-        directories = []
-    for directory in directories:
-        upload_id = directory.rsplit("/", 1)[-1]
-        if upload_id in purged or await store.upload(upload_id) is not None:
-            continue
-        try:
-            info = await driver.stat(directory)
-        except PathNotFound:
-            continue
-        if info.modified < cutoff:
-            purged.append(upload_id)
-            if not dry_run:
-                with contextlib.suppress(PathNotFound):
-                    await driver.delete(directory)
-    if purged:
-        log.info("upload purge %s %d session(s)", "would remove" if dry_run else "removed", len(purged))
-    return purged

@@ -1,6 +1,7 @@
 """Byte storage: the driver interface, the path layout and the drivers."""
 
 from portside.storage.driver import (
+    DriverError,
     FileInfo,
     FileReader,
     FileWriter,
@@ -12,6 +13,7 @@ from portside.storage.driver import (
 )
 
 __all__ = [
+    "DriverError",
     "FileInfo",
     "FileReader",
     "FileWriter",

@@ -1,7 +1,8 @@
 """The storage driver interface: a small file-system-like API that knows nothing of images.
 
 Modelled on Docker Distribution's `StorageDriver`. Paths are absolute, slash-separated and made only of
-`[A-Za-z0-9._-]` components (never `.` or `..`), so no input can name anything outside the driver's root.
+`[A-Za-z0-9._-]` components (never `.` or `..`), so no input can name anything outside the driver's root;
+`storage.checked.CheckedDriver`, which the factory puts in front of every driver, enforces it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ _PATH_RE: Final = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
 
 class StorageError(Exception):
     """A driver failure that is not the caller's fault (I/O error, service unavailable)."""
+
+
+class DriverError(StorageError):
+    """The service behind a driver failed; the message names the driver, the operation and the path."""
+
+    def __init__(self, driver: str, message: str) -> None:
+        super().__init__(f"{driver}: {message}")
+        self.driver = driver
 
 
 class PathNotFound(StorageError):

@@ -1,59 +1,64 @@
-"""Driver factory: a driver name from the `storage:` config section maps to a constructor.
+"""The driver factory: each driver module registers its name, constructor and parameter model when imported
+(distribution's `factory.Register`); configuration and `create` ask here.
 
-New drivers register themselves here with `register("name", constructor)`; the constructor takes the
-driver's parameters from config as keyword arguments.
+The built-in drivers live in `portside.storage.drivers`, imported on first use; their modules import their
+SDKs only when a driver is made, so registering them costs nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from portside.storage.checked import CheckedDriver
 from portside.storage.driver import StorageDriver
-from portside.storage.drivers.filesystem import FilesystemDriver
-from portside.storage.drivers.inmemory import InMemoryDriver
+from portside.storage.parameters import DriverParameters
 
-DriverFactory = Callable[..., StorageDriver]
-
-_FACTORIES: dict[str, DriverFactory] = {}
+DriverConstructor = Callable[[Any], StorageDriver]
 
 
-def register(name: str, factory: DriverFactory) -> None:
-    _FACTORIES[name] = factory
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    constructor: DriverConstructor
+    parameters: type[DriverParameters]
+
+
+_DRIVERS: dict[str, Registration] = {}
+
+
+def register(name: str, constructor: DriverConstructor, parameters: type[DriverParameters]) -> None:
+    """Make a driver known by `name`; a second registration of a name is a programming error."""
+    if name in _DRIVERS:
+        raise ValueError(f"storage driver {name!r} is already registered")
+    _DRIVERS[name] = Registration(name, constructor, parameters)
+
+
+def _registrations() -> dict[str, Registration]:
+    import portside.storage.drivers  # noqa: F401  (the built-in drivers register themselves)
+
+    return _DRIVERS
 
 
 def names() -> list[str]:
-    return sorted(_FACTORIES)
+    return sorted(_registrations())
+
+
+def registration(name: str) -> Registration:
+    try:
+        return _registrations()[name]
+    except KeyError:
+        raise ValueError(f"unknown storage driver {name!r} (known: {', '.join(names())})") from None
+
+
+def parameters_model(name: str) -> type[DriverParameters]:
+    """The model of `storage.<name>`'s keys; ValueError for an unknown driver."""
+    return registration(name).parameters
 
 
 def create(name: str, parameters: dict[str, Any]) -> StorageDriver:
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown storage driver {name!r} (known: {', '.join(names())})") from None
-    return factory(**parameters)
-
-
-def _s3(**parameters: Any) -> StorageDriver:
-    from portside.storage.drivers.s3 import S3Driver
-
-    return S3Driver(**parameters)
-
-
-def _azure(**parameters: Any) -> StorageDriver:
-    from portside.storage.drivers.azure import AzureDriver
-
-    return AzureDriver(**parameters)
-
-
-def _gcs(**parameters: Any) -> StorageDriver:
-    from portside.storage.drivers.gcs import GCSDriver
-
-    return GCSDriver(**parameters)
-
-
-register("filesystem", FilesystemDriver)
-register("gcs", _gcs)
-register("azure", _azure)
-register("inmemory", InMemoryDriver)
-register("s3", _s3)
+    """A driver from its `storage.<name>` keys (validated by its model), with every path it is given checked
+    once, whichever driver it is."""
+    found = registration(name)
+    return CheckedDriver(found.constructor(found.parameters.model_validate(parameters)))

@@ -20,9 +20,13 @@ BLOBS: Final = f"{ROOT}/blobs"
 UPLOADS: Final = f"{ROOT}/uploads"
 
 
-def blob_data(digest: Digest) -> str:
+def blob_dir(digest: Digest) -> str:
     encoded = digest.encoded
-    return f"{BLOBS}/{digest.algorithm}/{encoded[:2]}/{encoded}/data"
+    return f"{BLOBS}/{digest.algorithm}/{encoded[:2]}/{encoded}"
+
+
+def blob_data(digest: Digest) -> str:
+    return f"{blob_dir(digest)}/data"
 
 
 def upload_dir(upload_id: str) -> str:

@@ -11,7 +11,6 @@ from portside.api.fileresponse import FileRangeResponse
 from portside.api.headers import etag_matches, parse_range
 from portside.digest import Digest, DigestError
 from portside.registry import BlobContent, BlobUnknown, DigestInvalid
-from portside.storage import PathNotFound
 
 COPY_BLOCK = 1024 * 1024
 
@@ -70,11 +69,7 @@ async def _stream(
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = count
-    try:
-        opened = await content.reader(offset)
-    except PathNotFound:
-        raise BlobUnknown(f"blob {content.descriptor.digest} is missing from storage") from None
-    async with opened as reader:
+    async with await content.reader(offset) as reader:
         await response.prepare(ctx.request)
         remaining = count
         while remaining:

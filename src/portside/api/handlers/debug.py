@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
 
 from aiohttp import web
 
@@ -23,22 +21,8 @@ async def health_status(ctx: Context) -> web.StreamResponse:
 
 
 async def metrics(ctx: Context) -> web.StreamResponse:
-    """Prometheus exposition of every worker's samples, and what the metadata store holds now: open upload
-    sessions and the notification backlog."""
-    store = ctx.namespace.store
-    pending = await store.pending_counts() if ctx.services.config.notifications.active else {}
-    sessions = await store.upload_count()
-
-    def computed() -> Iterable[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily("portside_notifications_pending", "Events waiting for delivery", labels=["endpoint"])
-        for endpoint in ctx.services.config.notifications.active:
-            family.add_metric([endpoint.name], pending.get(endpoint.name, 0))
-        yield family
-        yield GaugeMetricFamily(
-            "portside_uploads_in_progress", "Upload sessions open (started, not finished)", sessions
-        )
-
-    body, content_type = exposition(computed)
+    """Prometheus exposition of every worker's samples, and what the parts of the registry report now (open
+    upload sessions, the notification backlog, background jobs)."""
+    gauges = [gauge for probe in ctx.services.gauges for gauge in await probe()]
+    body, content_type = exposition(gauges)
     return web.Response(body=body, headers={"Content-Type": content_type})

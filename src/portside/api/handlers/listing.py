@@ -21,7 +21,7 @@ async def tags_list(ctx: Context) -> web.StreamResponse:
     page = await repo.tags.page(last, n)
     headers: dict[str, str] = {}
     if page.more and n:
-        headers["Link"] = link_next(ctx.url(f"/v2/{repo.name}/tags/list"), page.items[-1], n)
+        headers["Link"] = link_next(ctx.url_for("tags", name=repo.name), page.items[-1], n)
     return _json({"name": repo.name, "tags": page.items}, headers)
 
 
@@ -32,5 +32,5 @@ async def catalog(ctx: Context) -> web.StreamResponse:
     page = await ctx.namespace.catalog(ctx.query("last"), n)
     headers: dict[str, str] = {}
     if page.more:
-        headers["Link"] = link_next(ctx.url("/v2/_catalog"), page.items[-1], n)
+        headers["Link"] = link_next(ctx.url_for("catalog"), page.items[-1], n)
     return _json({"repositories": page.items}, headers)

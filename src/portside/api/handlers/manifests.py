@@ -11,11 +11,10 @@ from portside.api.errors import ApiError, ErrorCode
 from portside.api.headers import accepted_media_types, accepts, etag_matches
 from portside.digest import Digest
 from portside.manifest import mediatypes as mt
-from portside.metadata.store import ManifestRecord
-from portside.registry import ManifestTooLarge, Repository, parse_manifest_reference
+from portside.registry import ManifestContent, ManifestTooLarge, Repository, parse_manifest_reference
 
 
-async def _negotiate(repo: Repository, record: ManifestRecord, accepted: list[str] | None) -> ManifestRecord:
+async def _negotiate(repo: Repository, record: ManifestContent, accepted: list[str] | None) -> ManifestContent:
     """The manifest to answer with, given what the client accepts (as Docker Distribution negotiates)."""
     if accepts(accepted, record.media_type):
         return record
@@ -76,7 +75,7 @@ async def put_manifest(ctx: Context) -> web.StreamResponse:
     payload = await _read_body(ctx, ctx.namespace.options.max_manifest_size)
     manifest = await repo.manifests.put(payload, ctx.request.headers.get("Content-Type"), tag=tag, digest=digest)
     headers = {
-        "Location": ctx.url(f"/v2/{repo.name}/manifests/{manifest.digest}"),
+        "Location": ctx.url_for("manifest", name=repo.name, reference=manifest.digest),
         "Docker-Content-Digest": manifest.digest,
     }
     if manifest.subject is not None:

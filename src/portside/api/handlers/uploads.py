@@ -21,7 +21,7 @@ def _created(ctx: Context, repo: Repository, digest: Digest) -> web.Response:
     return web.Response(
         status=201,
         headers={
-            "Location": ctx.url(f"/v2/{repo.name}/blobs/{digest}"),
+            "Location": ctx.url_for("blob", name=repo.name, digest=digest),
             "Docker-Content-Digest": digest,
         },
     )
@@ -29,7 +29,7 @@ def _created(ctx: Context, repo: Repository, digest: Digest) -> web.Response:
 
 def _session_headers(ctx: Context, repo: Repository, upload_id: str, size: int) -> dict[str, str]:
     return {
-        "Location": ctx.url(f"/v2/{repo.name}/blobs/uploads/{upload_id}"),
+        "Location": ctx.url_for("upload", name=repo.name, uuid=upload_id),
         "Range": upload_range(size),
         "Docker-Upload-UUID": upload_id,
     }

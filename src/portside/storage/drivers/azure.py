@@ -15,6 +15,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import Field
+
+from portside.storage import factory
 from portside.storage.driver import (
     FileInfo,
     FileReader,
@@ -23,9 +26,9 @@ from portside.storage.driver import (
     PathNotFound,
     StorageDriver,
     StorageError,
-    check_dir_path,
 )
 from portside.storage.drivers.objects import ObjectKeys, PartWriter
+from portside.storage.parameters import DriverParameters
 
 MiB = 1024 * 1024
 REDIRECT_SECONDS = 20 * 60
@@ -90,25 +93,30 @@ class _Writer(PartWriter):
             self._buffer = bytearray()
 
 
+class AzureParameters(DriverParameters):
+    """Docker Distribution's `storage.azure` keys, plus `serviceurl` for other endpoints (Azurite, sovereign
+    clouds) and `chunksize` (the block size of uploads)."""
+
+    accountname: str
+    accountkey: str
+    container: str
+    realm: str = "core.windows.net"
+    serviceurl: str = ""
+    rootdirectory: str = ""
+    chunksize: int = Field(default=4 * MiB, ge=1 * MiB, le=4000 * MiB)
+
+
 class AzureDriver(ObjectKeys, StorageDriver):
     name = "azure"
 
-    def __init__(
-        self,
-        accountname: str,
-        accountkey: str,
-        container: str,
-        realm: str = "core.windows.net",
-        serviceurl: str = "",
-        rootdirectory: str = "",
-        chunksize: int = 4 * MiB,
-    ) -> None:
-        self.accountname = accountname
-        self.accountkey = accountkey
-        self.container_name = container
-        self.serviceurl = (serviceurl or f"https://{accountname}.blob.{realm}").rstrip("/")
-        self.root = rootdirectory.strip("/")
-        self.chunksize = chunksize
+    def __init__(self, parameters: AzureParameters) -> None:
+        self.accountname = parameters.accountname
+        self.accountkey = parameters.accountkey
+        self.container_name = parameters.container
+        default_url = f"https://{parameters.accountname}.blob.{parameters.realm}"
+        self.serviceurl = (parameters.serviceurl or default_url).rstrip("/")
+        self.root = parameters.rootdirectory.strip("/")
+        self.chunksize = parameters.chunksize
         self._service: Any = None
         self._container: Any = None
 
@@ -197,7 +205,6 @@ class AzureDriver(ObjectKeys, StorageDriver):
         return writer
 
     async def stat(self, path: str) -> FileInfo:
-        check_dir_path(path)
         if path != "/":
             properties = await self._properties(self.key(path))
             if properties is not None:
@@ -267,3 +274,6 @@ class AzureDriver(ObjectKeys, StorageDriver):
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return self._sas_url(self.container.get_blob_client(self.key(path)))
+
+
+factory.register("azure", AzureDriver, AzureParameters)

@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from stat import S_ISDIR
 from typing import Any, TypeVar
 
+from pydantic import Field
+
+from portside.storage import factory
 from portside.storage.driver import (
     FileInfo,
     FileReader,
@@ -20,9 +23,8 @@ from portside.storage.driver import (
     InvalidOffset,
     PathNotFound,
     StorageDriver,
-    check_dir_path,
-    check_path,
 )
+from portside.storage.parameters import DriverParameters
 
 T = TypeVar("T")
 
@@ -115,24 +117,28 @@ class _Writer(FileWriter):
             os.close(fd)
 
 
+class FilesystemParameters(DriverParameters):
+    """Docker Distribution's `storage.filesystem` keys."""
+
+    rootdirectory: str = "./data"
+    maxthreads: int = Field(default=100, ge=25)
+
+
 class FilesystemDriver(StorageDriver):
     """Files under `rootdirectory`; blocking calls run on a bounded thread pool (`maxthreads`)."""
 
     name = "filesystem"
 
-    def __init__(self, rootdirectory: str, maxthreads: int = 100) -> None:
-        self.root = os.path.abspath(rootdirectory)
+    def __init__(self, parameters: FilesystemParameters) -> None:
+        self.root = os.path.abspath(parameters.rootdirectory)
         os.makedirs(self.root, exist_ok=True)
-        self._pool = ThreadPoolExecutor(max_workers=maxthreads, thread_name_prefix="fs")
+        self._pool = ThreadPoolExecutor(max_workers=parameters.maxthreads, thread_name_prefix="fs")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _full(self, path: str) -> str:
-        return os.path.join(self.root, check_path(path)[1:])
-
-    def _full_dir(self, path: str) -> str:
-        return os.path.join(self.root, check_dir_path(path)[1:])
+        return os.path.join(self.root, path[1:])
 
     def local_path(self, path: str) -> str | None:
         return self._full(path)
@@ -197,7 +203,7 @@ class FilesystemDriver(StorageDriver):
         return _Writer(self, full, fd, size)
 
     async def stat(self, path: str) -> FileInfo:
-        full = self._full_dir(path)
+        full = self._full(path)
         try:
             st = await self.run(os.stat, full)
         except (FileNotFoundError, NotADirectoryError):
@@ -211,7 +217,7 @@ class FilesystemDriver(StorageDriver):
         )
 
     async def list(self, path: str) -> list[str]:
-        full = self._full_dir(path)
+        full = self._full(path)
 
         def names() -> list[str]:
             try:
@@ -254,3 +260,6 @@ class FilesystemDriver(StorageDriver):
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+factory.register("filesystem", FilesystemDriver, FilesystemParameters)

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from pydantic import Field
+
+from portside.storage import factory
 from portside.storage.driver import (
     FileInfo,
     FileReader,
@@ -24,9 +27,9 @@ from portside.storage.driver import (
     PathNotFound,
     StorageDriver,
     StorageError,
-    check_dir_path,
 )
 from portside.storage.drivers.objects import ObjectKeys, PartWriter
+from portside.storage.parameters import DriverParameters
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -96,26 +99,29 @@ class _Writer(PartWriter):
             self._buffer = bytearray()
 
 
+class GCSParameters(DriverParameters):
+    """Docker Distribution's `storage.gcs` keys, plus `endpoint` for other endpoints (emulators)."""
+
+    bucket: str
+    keyfile: str = ""
+    credentials: dict[str, Any] | None = None
+    rootdirectory: str = ""
+    chunksize: int = Field(default=5 * MiB, ge=256 * 1024)
+    endpoint: str = ""
+    maxthreads: int = Field(default=50, ge=1)
+
+
 class GCSDriver(ObjectKeys, StorageDriver):
     name = "gcs"
 
-    def __init__(
-        self,
-        bucket: str,
-        keyfile: str = "",
-        credentials: dict[str, Any] | None = None,
-        rootdirectory: str = "",
-        chunksize: int = 5 * MiB,
-        endpoint: str = "",
-        maxthreads: int = 50,
-    ) -> None:
-        self.bucket_name = bucket
-        self.keyfile = keyfile
-        self.credentials = credentials
-        self.root = rootdirectory.strip("/")
-        self.chunksize = chunksize
-        self.endpoint = endpoint
-        self._pool = ThreadPoolExecutor(max_workers=maxthreads, thread_name_prefix="gcs")
+    def __init__(self, parameters: GCSParameters) -> None:
+        self.bucket_name = parameters.bucket
+        self.keyfile = parameters.keyfile
+        self.credentials = parameters.credentials
+        self.root = parameters.rootdirectory.strip("/")
+        self.chunksize = parameters.chunksize
+        self.endpoint = parameters.endpoint
+        self._pool = ThreadPoolExecutor(max_workers=parameters.maxthreads, thread_name_prefix="gcs")
         self._client: Any = None
         self._bucket: Any = None
         self._can_sign = False
@@ -228,7 +234,6 @@ class GCSDriver(ObjectKeys, StorageDriver):
         return writer
 
     async def stat(self, path: str) -> FileInfo:
-        check_dir_path(path)
         if path != "/":
             blob = await self._blob(self.key(path))
             if blob is not None:
@@ -289,3 +294,6 @@ class GCSDriver(ObjectKeys, StorageDriver):
             method=method,
         )
         return url
+
+
+factory.register("gcs", GCSDriver, GCSParameters)

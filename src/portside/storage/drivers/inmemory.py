@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from portside.storage import factory
 from portside.storage.driver import (
     FileInfo,
     FileReader,
@@ -12,9 +13,8 @@ from portside.storage.driver import (
     InvalidOffset,
     PathNotFound,
     StorageDriver,
-    check_dir_path,
-    check_path,
 )
+from portside.storage.parameters import DriverParameters
 
 
 def _now() -> datetime:
@@ -65,10 +65,14 @@ class _Writer(FileWriter):
         return None
 
 
+class InMemoryParameters(DriverParameters):
+    """`storage.inmemory` has no keys."""
+
+
 class InMemoryDriver(StorageDriver):
     name = "inmemory"
 
-    def __init__(self) -> None:
+    def __init__(self, parameters: InMemoryParameters | None = None) -> None:
         self.files: dict[str, _File] = {}
 
     def _children(self, path: str) -> list[str]:
@@ -81,7 +85,7 @@ class InMemoryDriver(StorageDriver):
         return any(p.startswith(prefix) for p in self.files)
 
     def _get(self, path: str) -> _File:
-        file = self.files.get(check_path(path))
+        file = self.files.get(path)
         if file is None:
             raise PathNotFound(path)
         return file
@@ -90,7 +94,7 @@ class InMemoryDriver(StorageDriver):
         return bytes(self._get(path).data)
 
     async def put_content(self, path: str, content: bytes) -> None:
-        self.files[check_path(path)] = _File(bytearray(content))
+        self.files[path] = _File(bytearray(content))
 
     async def reader(self, path: str, offset: int = 0) -> FileReader:
         file = self._get(path)
@@ -99,14 +103,12 @@ class InMemoryDriver(StorageDriver):
         return _Reader(bytes(file.data), offset)
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
-        check_path(path)
         file = self.files.get(path) if append else None
         if file is None:
             file = self.files[path] = _File()
         return _Writer(self, path, file)
 
     async def stat(self, path: str) -> FileInfo:
-        check_dir_path(path)
         file = self.files.get(path)
         if file is not None:
             return FileInfo(path=path, size=len(file.data), modified=file.modified, is_dir=False)
@@ -115,22 +117,22 @@ class InMemoryDriver(StorageDriver):
         raise PathNotFound(path)
 
     async def list(self, path: str) -> list[str]:
-        check_dir_path(path)
         if path != "/" and not self._is_dir(path):
             raise PathNotFound(path)
         return self._children(path)
 
     async def move(self, source: str, dest: str) -> None:
         file = self._get(source)
-        check_path(dest)
         del self.files[source]
         self.files[dest] = file
 
     async def delete(self, path: str) -> None:
-        check_path(path)
         prefix = path + "/"
         doomed = [p for p in self.files if p == path or p.startswith(prefix)]
         if not doomed:
             raise PathNotFound(path)
         for p in doomed:
             del self.files[p]
+
+
+factory.register("inmemory", InMemoryDriver, InMemoryParameters)

@@ -3,21 +3,21 @@ writers that send an upload as parts of the driver's chunk size."""
 
 from __future__ import annotations
 
-from portside.storage.driver import FileWriter, check_dir_path, check_path
+from portside.storage.driver import FileWriter
 
 
 class ObjectKeys:
-    """Driver paths as keys under `root` (no leading or trailing slash; empty for the bucket's top)."""
+    """Driver paths (already checked) as keys under `root` (no leading or trailing slash; empty for the bucket's
+    top)."""
 
     root: str
 
     def key(self, path: str) -> str:
-        relative = check_path(path)[1:]
+        relative = path[1:]
         return f"{self.root}/{relative}" if self.root else relative
 
     def dir_prefix(self, path: str) -> str:
         """The key prefix of everything below directory `path`."""
-        check_dir_path(path)
         parts = [p for p in (self.root, path.strip("/")) if p]
         return "/".join(parts) + "/" if parts else ""
 

@@ -1,0 +1,383 @@
+"""Registry metadata: repositories, blobs and their links, manifests with their references, tags, referrers.
+
+The source of truth for what exists. Bytes are written to storage first and recorded here afterwards, in one
+transaction per change, so a crash leaves at worst unreferenced bytes, never a record of bytes that are missing.
+Every statement is built once at import (or once per dialect, for upserts): SQLAlchemy then skips building and
+cache-key traversal, and on SQLite the statement runs straight on the driver's cursor (engine.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.engine import Connection
+
+from portside.metadata import outbox
+from portside.metadata.engine import Database, dialect_insert
+from portside.metadata.records import BlobRecord, ManifestRecord, NewManifest, OutboxEntry, utcnow
+from portside.metadata.tables import (
+    blobs,
+    manifest_references,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+    uploads,
+)
+
+BLOB_REF = "blob"
+MANIFEST_REF = "manifest"
+# Larger pages are the whole list; the bound keeps limits inside a 64-bit SQL LIMIT.
+NO_LIMIT = 2**62
+
+_MANIFEST_COLUMNS = (
+    manifests.c.digest,
+    manifests.c.media_type,
+    manifests.c.size,
+    manifests.c.payload,
+    manifests.c.artifact_type,
+    manifests.c.subject_digest,
+    manifests.c.annotations,
+)
+
+
+def _manifest(row: Any) -> ManifestRecord:
+    return ManifestRecord(
+        digest=row.digest,
+        media_type=row.media_type,
+        size=row.size,
+        payload=bytes(row.payload),
+        artifact_type=row.artifact_type,
+        subject_digest=row.subject_digest,
+        annotations_json=row.annotations,
+    )
+
+
+_REPO = select(repositories.c.id).where(repositories.c.name == bindparam("name")).scalar_subquery()
+_REPOSITORY_EXISTS = select(repositories.c.id).where(repositories.c.name == bindparam("name"))
+_TAGS_VERSION = select(repositories.c.tags_version).where(repositories.c.name == bindparam("name"))
+_CATALOG = (
+    select(repositories.c.name)
+    .where(repositories.c.name > bindparam("last"))
+    .order_by(repositories.c.name)
+    .limit(bindparam("limit"))
+)
+_BLOB_IN_REPOSITORY = (
+    select(blobs.c.digest, blobs.c.size)
+    .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
+    .where(repository_blobs.c.repository_id == _REPO, blobs.c.digest == bindparam("digest"))
+)
+_BLOB = select(blobs.c.digest, blobs.c.size).where(blobs.c.digest == bindparam("digest"))
+_REPOSITORIES_WITH_BLOB = (
+    select(repositories.c.name)
+    .join(repository_blobs, repository_blobs.c.repository_id == repositories.c.id)
+    .where(repository_blobs.c.digest == bindparam("digest"))
+    .order_by(repositories.c.name)
+    .limit(bindparam("limit"))
+)
+_MANIFEST = select(*_MANIFEST_COLUMNS).where(
+    manifests.c.repository_id == _REPO, manifests.c.digest == bindparam("digest")
+)
+_MANIFEST_BY_TAG = (
+    select(*_MANIFEST_COLUMNS)
+    .join(tags, tags.c.manifest_id == manifests.c.id)
+    .where(tags.c.repository_id == _REPO, tags.c.name == bindparam("tag"))
+)
+_TAGS = (
+    select(tags.c.name)
+    .where(tags.c.repository_id == _REPO, tags.c.name > bindparam("last"))
+    .order_by(tags.c.name)
+    .limit(bindparam("limit"))
+)
+_TAGS_OF = (
+    select(tags.c.name)
+    .join(manifests, manifests.c.id == tags.c.manifest_id)
+    .where(manifests.c.repository_id == _REPO, manifests.c.digest == bindparam("digest"))
+    .order_by(tags.c.name)
+)
+_REFERRERS = (
+    select(*_MANIFEST_COLUMNS)
+    .where(manifests.c.repository_id == _REPO, manifests.c.subject_digest == bindparam("subject"))
+    .order_by(manifests.c.created_at, manifests.c.digest)
+)
+_REFERRERS_OF_TYPE = _REFERRERS.where(manifests.c.artifact_type == bindparam("artifact_type"))
+_UNLINK_BLOB = delete(repository_blobs).where(
+    repository_blobs.c.repository_id == _REPO, repository_blobs.c.digest == bindparam("digest")
+)
+_DELETE_MANIFEST = delete(manifests).where(
+    manifests.c.repository_id == _REPO, manifests.c.digest == bindparam("digest")
+)
+_DELETE_TAG = delete(tags).where(tags.c.repository_id == _REPO, tags.c.name == bindparam("tag"))
+_MANIFEST_IN_REPOSITORY = select(manifests.c.id, manifests.c.repository_id).where(
+    manifests.c.repository_id == _REPO, manifests.c.digest == bindparam("digest")
+)
+_LINKED_BLOBS = select(repository_blobs.c.digest).where(
+    repository_blobs.c.repository_id == bindparam("repository_id"),
+    repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+)
+_PRESENT_MANIFESTS = select(manifests.c.digest).where(
+    manifests.c.repository_id == bindparam("repository_id"),
+    manifests.c.digest.in_(bindparam("digests", expanding=True)),
+)
+_MANIFEST_ID = select(manifests.c.id).where(
+    manifests.c.repository_id == bindparam("repository_id"), manifests.c.digest == bindparam("digest")
+)
+_INSERT_REFERENCES = manifest_references.insert().values(
+    manifest_id=bindparam("manifest_id"), digest=bindparam("digest"), kind=bindparam("kind")
+)
+_END_UPLOAD = delete(uploads).where(uploads.c.id == bindparam("id"))
+
+
+class _Upserts:
+    """The statements that insert-or-keep, built once per dialect (SQLite and PostgreSQL differ in the class)."""
+
+    def __init__(self, insert: Any) -> None:
+        upsert_repository = insert(repositories).values(name=bindparam("name"), created_at=bindparam("now"))
+        self.ensure_repository = upsert_repository.on_conflict_do_update(
+            index_elements=[repositories.c.name], set_={"name": upsert_repository.excluded.name}
+        ).returning(repositories.c.id)
+        self.insert_blob = (
+            insert(blobs)
+            .values(digest=bindparam("digest"), size=bindparam("size"), created_at=bindparam("now"))
+            .on_conflict_do_nothing()
+        )
+        self.link_blob = (
+            insert(repository_blobs)
+            .values(repository_id=bindparam("repository_id"), digest=bindparam("digest"), created_at=bindparam("now"))
+            .on_conflict_do_nothing()
+        )
+        self.insert_manifest = (
+            insert(manifests)
+            .values(
+                repository_id=bindparam("repository_id"),
+                digest=bindparam("digest"),
+                media_type=bindparam("media_type"),
+                size=bindparam("size"),
+                payload=bindparam("payload"),
+                artifact_type=bindparam("artifact_type"),
+                subject_digest=bindparam("subject_digest"),
+                annotations=bindparam("annotations"),
+                created_at=bindparam("now"),
+            )
+            .on_conflict_do_nothing()
+            .returning(manifests.c.id)
+        )
+        upsert_tag = insert(tags).values(
+            repository_id=bindparam("repository_id"),
+            name=bindparam("tag"),
+            manifest_id=bindparam("manifest_id"),
+            updated_at=bindparam("now"),
+        )
+        self.upsert_tag = upsert_tag.on_conflict_do_update(
+            index_elements=[tags.c.repository_id, tags.c.name],
+            set_={"manifest_id": upsert_tag.excluded.manifest_id, "updated_at": upsert_tag.excluded.updated_at},
+        )
+
+
+@functools.cache
+def _upserts(dialect: str) -> _Upserts:
+    return _Upserts(dialect_insert(dialect))
+
+
+class _MissingReferences(Exception):
+    """Rolls the manifest transaction back when references are missing."""
+
+    def __init__(self, digests: list[str]) -> None:
+        super().__init__(digests)
+        self.digests = digests
+
+
+class RegistryMetadata:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+        self._u = _upserts(database.dialect)
+
+    async def _one(self, statement: Any, **params: Any) -> Any:
+        rows = await self.db.fetch(statement, params)
+        return rows[0] if rows else None
+
+    def _ensure_repository(self, conn: Connection, name: str, now: datetime) -> int:
+        return int(self.db.execute(conn, self._u.ensure_repository, {"name": name, "now": now}).scalar())
+
+    def _deleting(self, statement: Any, params: dict[str, Any], entries: Sequence[OutboxEntry]) -> Any:
+        """A delete whose events are recorded only when it removed something."""
+
+        def work(conn: Connection) -> bool:
+            removed = self.db.execute(conn, statement, params).rowcount > 0
+            if removed:
+                outbox.record(self.db, conn, entries)
+            return removed
+
+        return work
+
+    # ------------------------------------------------------------------ repositories
+
+    async def repository_exists(self, name: str) -> bool:
+        return await self._one(_REPOSITORY_EXISTS, name=name) is not None
+
+    async def catalog(self, last: str | None, limit: int) -> list[str]:
+        return [row.name for row in await self.db.fetch(_CATALOG, {"last": last or "", "limit": limit})]
+
+    # ------------------------------------------------------------------ blobs
+
+    async def blob_in_repository(self, name: str, digest: str) -> BlobRecord | None:
+        row = await self._one(_BLOB_IN_REPOSITORY, name=name, digest=digest)
+        return None if row is None else BlobRecord(row.digest, row.size)
+
+    async def blob(self, digest: str) -> BlobRecord | None:
+        row = await self._one(_BLOB, digest=digest)
+        return None if row is None else BlobRecord(row.digest, row.size)
+
+    async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
+        return [row.name for row in await self.db.fetch(_REPOSITORIES_WITH_BLOB, {"digest": digest, "limit": limit})]
+
+    def _link_blob(self, conn: Connection, name: str, digest: str, size: int) -> None:
+        now = utcnow()
+        repository_id = self._ensure_repository(conn, name, now)
+        self.db.execute(conn, self._u.insert_blob, {"digest": digest, "size": size, "now": now})
+        self.db.execute(conn, self._u.link_blob, {"repository_id": repository_id, "digest": digest, "now": now})
+
+    async def link_blob(self, name: str, digest: str, size: int, entries: Sequence[OutboxEntry] = ()) -> None:
+        """Record that the blob's bytes are stored and that `name` may use them."""
+
+        def work(conn: Connection) -> None:
+            self._link_blob(conn, name, digest, size)
+            outbox.record(self.db, conn, entries)
+
+        await self.db.write(work)
+
+    async def finish_upload(
+        self, upload_id: str, name: str, digest: str, size: int, entries: Sequence[OutboxEntry] = ()
+    ) -> None:
+        """Link the committed blob into the repository and end its upload session, atomically."""
+
+        def work(conn: Connection) -> None:
+            self._link_blob(conn, name, digest, size)
+            self.db.execute(conn, _END_UPLOAD, {"id": upload_id})
+            outbox.record(self.db, conn, entries)
+
+        await self.db.write(work)
+
+    async def unlink_blob(self, name: str, digest: str, entries: Sequence[OutboxEntry] = ()) -> bool:
+        return bool(await self.db.write(self._deleting(_UNLINK_BLOB, {"name": name, "digest": digest}, entries)))
+
+    # ------------------------------------------------------------------ manifests and tags
+
+    async def manifest(self, name: str, digest: str) -> ManifestRecord | None:
+        row = await self._one(_MANIFEST, name=name, digest=digest)
+        return None if row is None else _manifest(row)
+
+    async def manifest_by_tag(self, name: str, tag: str) -> ManifestRecord | None:
+        row = await self._one(_MANIFEST_BY_TAG, name=name, tag=tag)
+        return None if row is None else _manifest(row)
+
+    def _missing(
+        self, conn: Connection, repository_id: int, blob_refs: Iterable[str], manifest_refs: Iterable[str]
+    ) -> list[str]:
+        wanted_blobs, wanted_manifests = set(blob_refs), set(manifest_refs)
+        found: set[str] = set()
+        if wanted_blobs:
+            params = {"repository_id": repository_id, "digests": list(wanted_blobs)}
+            found.update(row.digest for row in self.db.execute(conn, _LINKED_BLOBS, params).rows)
+        if wanted_manifests:
+            params = {"repository_id": repository_id, "digests": list(wanted_manifests)}
+            found.update(row.digest for row in self.db.execute(conn, _PRESENT_MANIFESTS, params).rows)
+        ordered = [*dict.fromkeys([*blob_refs, *manifest_refs])]
+        return [digest for digest in ordered if digest not in found]
+
+    async def put_manifest(
+        self, name: str, new: NewManifest, tag: str | None = None, entries: Sequence[OutboxEntry] = ()
+    ) -> list[str]:
+        """Record the manifest (and move `tag` to it) unless references are missing; returns those missing."""
+        now = utcnow()
+
+        def work(conn: Connection) -> None:
+            self._put_manifest(conn, name, new, tag, now)
+            outbox.record(self.db, conn, entries)
+
+        try:
+            await self.db.write(work)
+        except _MissingReferences as exc:
+            return exc.digests
+        return []
+
+    def _put_manifest(self, conn: Connection, name: str, new: NewManifest, tag: str | None, now: datetime) -> None:
+        repository_id = self._ensure_repository(conn, name, now)
+        missing = self._missing(conn, repository_id, new.blob_refs, new.manifest_refs)
+        if missing:
+            raise _MissingReferences(missing)
+        inserted = self.db.execute(
+            conn,
+            self._u.insert_manifest,
+            {
+                "repository_id": repository_id,
+                "digest": new.digest,
+                "media_type": new.media_type,
+                "size": len(new.payload),
+                "payload": new.payload,
+                "artifact_type": new.artifact_type,
+                "subject_digest": new.subject_digest,
+                "annotations": json.dumps(new.annotations) if new.annotations else None,
+                "now": now,
+            },
+        )
+        manifest_id = inserted.scalar()
+        if manifest_id is None:
+            params = {"repository_id": repository_id, "digest": new.digest}
+            manifest_id = self.db.execute(conn, _MANIFEST_ID, params).scalar()
+        else:
+            refs = [{"manifest_id": manifest_id, "digest": d, "kind": BLOB_REF} for d in set(new.blob_refs)]
+            refs += [{"manifest_id": manifest_id, "digest": d, "kind": MANIFEST_REF} for d in set(new.manifest_refs)]
+            if refs:
+                self.db.execute(conn, _INSERT_REFERENCES, refs)
+        if tag is not None:
+            self._upsert_tag(conn, repository_id, tag, manifest_id, now)
+
+    def _upsert_tag(self, conn: Connection, repository_id: int, tag: str, manifest_id: int, now: datetime) -> None:
+        params = {"repository_id": repository_id, "tag": tag, "manifest_id": manifest_id, "now": now}
+        self.db.execute(conn, self._u.upsert_tag, params)
+
+    async def delete_manifest(self, name: str, digest: str, entries: Sequence[OutboxEntry] = ()) -> bool:
+        """Delete the manifest, its references and every tag on it."""
+        return bool(await self.db.write(self._deleting(_DELETE_MANIFEST, {"name": name, "digest": digest}, entries)))
+
+    async def set_tag(self, name: str, tag: str, digest: str) -> bool:
+        """Point `tag` at an existing manifest; False when the repository has no such manifest."""
+        now = utcnow()
+
+        def work(conn: Connection) -> bool:
+            rows = self.db.execute(conn, _MANIFEST_IN_REPOSITORY, {"name": name, "digest": digest}).rows
+            if not rows:
+                return False
+            self._upsert_tag(conn, rows[0].repository_id, tag, rows[0].id, now)
+            return True
+
+        return await self.db.write(work)
+
+    async def delete_tag(self, name: str, tag: str, entries: Sequence[OutboxEntry] = ()) -> bool:
+        return bool(await self.db.write(self._deleting(_DELETE_TAG, {"name": name, "tag": tag}, entries)))
+
+    async def tags(self, name: str, last: str | None = None, limit: int | None = None) -> list[str]:
+        params = {"name": name, "last": last or "", "limit": NO_LIMIT if limit is None else limit}
+        return [row.name for row in await self.db.fetch(_TAGS, params)]
+
+    async def tags_version(self, name: str) -> int | None:
+        """A number that changes whenever a tag of the repository appears or goes; None for no repository."""
+        row = await self._one(_TAGS_VERSION, name=name)
+        return None if row is None else int(row.tags_version)
+
+    async def tags_of(self, name: str, digest: str) -> list[str]:
+        return [row.name for row in await self.db.fetch(_TAGS_OF, {"name": name, "digest": digest})]
+
+    async def referrers(self, name: str, subject: str, artifact_type: str | None = None) -> list[ManifestRecord]:
+        if artifact_type is None:
+            rows = await self.db.fetch(_REFERRERS, {"name": name, "subject": subject})
+        else:
+            params = {"name": name, "subject": subject, "artifact_type": artifact_type}
+            rows = await self.db.fetch(_REFERRERS_OF_TYPE, params)
+        return [_manifest(row) for row in rows]
