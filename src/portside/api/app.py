@@ -39,6 +39,11 @@ access_log = logging.getLogger("portside.access")
 
 SERVICES = web.AppKey("services", Services)
 REQUEST_ID = "X-Request-Id"
+# What the dispatcher notes on a request for its access log line and metrics.
+ID = web.RequestKey("request_id", str)
+ROUTE = web.RequestKey("route", str)
+REPOSITORY = web.RequestKey("repository", str)
+USER = web.RequestKey("user", str)
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 
 
@@ -132,7 +137,7 @@ def _check_name(ctx: Context) -> None:
     """A malformed repository name is 400 before any challenge, as distribution answers."""
     name = ctx.params.get("name")
     if name is not None:
-        ctx.request["repository"] = name
+        ctx.request[REPOSITORY] = name
         ctx.namespace.check_name(name)
 
 
@@ -144,7 +149,7 @@ async def _authorize(ctx: Context, route: Route) -> None:
     request = ctx.request
     auth = AuthRequest(request.headers.get("Authorization"), request.remote or "", ctx.base_url())
     ctx.grant = await controller.authorize(auth, route.access(ctx.params, request.method))
-    request["user"] = ctx.grant.user
+    request[USER] = ctx.grant.user or ""
 
 
 def _sink(ctx: Context) -> NotificationSink | None:
@@ -154,7 +159,7 @@ def _sink(ctx: Context) -> NotificationSink | None:
         return None
     request = ctx.request
     record = RequestRecord(
-        id=request[REQUEST_ID],
+        id=request[ID],
         addr=request.remote or "",
         host=request.host,
         method=request.method,
@@ -221,7 +226,7 @@ async def _route(request: web.Request, services: Services) -> web.StreamResponse
     if resolved is None:
         return _not_found()
     route, params = resolved
-    request["route"] = route.name
+    request[ROUTE] = route.name
     operation = route.methods.get(request.method)
     if operation is None:
         return _method_not_allowed(route, request.method)
@@ -233,7 +238,7 @@ async def _route(request: web.Request, services: Services) -> web.StreamResponse
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Every request: a request id, the route, then one access log line and the request metrics."""
     services = request.app[SERVICES]
-    request[REQUEST_ID] = _request_id(request)
+    request[ID] = _request_id(request)
     started = time.perf_counter()
     status = 499
     response: web.StreamResponse | None = None
@@ -250,7 +255,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if not services.in_flight:
             services.idle.set()
         seconds = time.perf_counter() - started
-        route = request.get("route", "unknown")
+        route = request.get(ROUTE, "unknown")
         received = request.content.total_bytes if request.body_exists else 0
         sent = 0
         if response is not None:
@@ -262,7 +267,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 def _log_access(request: web.Request, status: int, sent: int, seconds: float) -> None:
     fields = {
-        "request_id": request[REQUEST_ID],
+        "request_id": request[ID],
         "method": request.method,
         "path": request.path_qs[:2000],
         "status": status,
@@ -270,8 +275,8 @@ def _log_access(request: web.Request, status: int, sent: int, seconds: float) ->
         "duration": round(seconds, 6),
         "remote": request.remote or "",
         "user_agent": request.headers.get("User-Agent", ""),
-        "user": request.get("user") or "",
-        "repository": request.get("repository") or "",
+        "user": request.get(USER) or "",
+        "repository": request.get(REPOSITORY) or "",
     }
     access_log.info(
         '%s "%s %s" %d %d %.6f "%s" request_id=%s user=%s repository=%s',
@@ -291,8 +296,8 @@ def _log_access(request: web.Request, status: int, sent: int, seconds: float) ->
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
-    if REQUEST_ID in request:
-        response.headers[REQUEST_ID] = request[REQUEST_ID]
+    if ID in request:
+        response.headers[REQUEST_ID] = request[ID]
     for name, values in request.app[SERVICES].settings.headers.items():
         if name not in response.headers:
             for value in values:
