@@ -168,6 +168,153 @@ def openapi(config: str | None, error_table: bool) -> None:
     click.echo(json.dumps(document(routes, debug_routes(settings.metrics_path)), indent=2))
 
 
+class _Progress:
+    """A progress display on a terminal (rich), nothing elsewhere: phases with how many items each has done."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        if enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TextColumn("{task.completed:,}"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+
+    def __enter__(self) -> _Progress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, phase: str, done: int) -> None:
+        if self._progress is None:
+            return
+        if phase not in self._tasks:
+            self._tasks[phase] = self._progress.add_task(phase, total=None)
+        self._progress.update(self._tasks[phase], completed=done)
+
+
+def _interactive(as_json: bool) -> bool:
+    import sys
+
+    return not as_json and sys.stderr.isatty()
+
+
+async def _open_namespace(settings: Any) -> Any:
+    from portside.service import open_namespace
+
+    return await open_namespace(settings, migrate=True)
+
+
+@main.command("garbage-collect")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--dry-run", "-d", is_flag=True, help="Print what would be removed; remove nothing.")
+@click.option("--delete-untagged", "-m", is_flag=True, help="Also remove manifests that no tag or index keeps.")
+@click.option(
+    "--sweep-storage", is_flag=True, help="Also walk storage for bytes no record knows (older than gc.reviewafter)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per removed item, then a summary.")
+def garbage_collect(
+    config: str | None, dry_run: bool, delete_untagged: bool, sweep_storage: bool, as_json: bool
+) -> None:
+    """Remove what no tag, manifest or recent push keeps (docs/operations.md); safe while the registry serves."""
+    from portside.jobs.gc import collector_for
+    from portside.registry.sweep import Sweep, SweepOptions
+    from portside.service import gc_policy
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    options = SweepOptions(dry_run=dry_run, delete_untagged=delete_untagged, sweep_storage=sweep_storage)
+
+    def removed(kind: str, what: str, size: int) -> None:
+        if as_json:
+            click.echo(json.dumps({"removed" if not dry_run else "would_remove": kind, "item": what, "bytes": size}))
+
+    async def run() -> Any:
+        namespace = await _open_namespace(settings)
+        try:
+            with _Progress(_interactive(as_json)) as progress:
+                sweep = Sweep(collector_for(settings, namespace), gc_policy(settings), options, progress, removed)
+                return await sweep.run()
+        finally:
+            await namespace.close()
+
+    totals = asyncio.run(run())
+    if as_json:
+        summary = {k: getattr(totals, k) for k in ("manifests", "links", "blobs", "bytes", "repositories", "failures")}
+        click.echo(json.dumps({"summary": summary, "dry_run": dry_run}))
+    else:
+        click.echo(totals.line(dry_run))
+    if totals.failures:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--verify-digests", is_flag=True, help="Also read every blob and check it hashes to its digest.")
+@click.option(
+    "--remove-unknown-bytes", is_flag=True, help="Delete bytes no record knows that are older than gc.reviewafter."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per finding, then a summary.")
+def fsck(config: str | None, verify_digests: bool, remove_unknown_bytes: bool, as_json: bool) -> None:
+    """Check that storage holds every recorded blob, whole, and every manifest's content; exit 1 if not."""
+    from portside.jobs.gc import collector_for
+    from portside.registry.fsck import Fsck
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def run() -> Any:
+        namespace = await _open_namespace(settings)
+        try:
+            with _Progress(_interactive(as_json)) as progress:
+                check = Fsck(collector_for(settings, namespace), settings.gc.reviewafter, progress)
+                return await check.run(verify_digests, remove_unknown_bytes)
+        finally:
+            await namespace.close()
+
+    report = asyncio.run(run())
+    for problem in report.problems:
+        if as_json:
+            click.echo(json.dumps({"problem": problem.kind, "item": problem.subject, "detail": problem.detail}))
+        else:
+            click.echo(f"{problem.kind}: {problem.subject}: {problem.detail}")
+    for digest, size in report.unknown:
+        if as_json:
+            click.echo(json.dumps({"notice": "unknown", "item": digest, "bytes": size}))
+        else:
+            click.echo(f"unknown: {digest}: {size} bytes no record knows")
+    summary = {
+        "blobs": report.blobs,
+        "verified": report.verified,
+        "problems": len(report.problems),
+        "unknown": len(report.unknown),
+        "removed_unknown": report.removed_unknown,
+    }
+    if as_json:
+        click.echo(json.dumps({"summary": summary}))
+    else:
+        verdict = "healthy" if report.healthy else f"{len(report.problems)} problem(s)"
+        click.echo(
+            f"checked {report.blobs} blob(s), verified {report.verified}; {verdict}; "
+            f"{len(report.unknown)} unknown, {report.removed_unknown} removed"
+        )
+    if not report.healthy:
+        raise SystemExit(1)
+
+
 @main.command()
 def version() -> None:
     """Print the version."""

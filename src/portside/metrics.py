@@ -84,6 +84,17 @@ class Metrics:
         """A background job ran (error is None when it succeeded)."""
         return None
 
+    def gc_reviewed(self, queue: str, count: int) -> None:
+        """Garbage collection looked at `count` items of `queue` (manifests, links, blobs, repositories)."""
+        return None
+
+    def gc_deleted(self, kind: str, count: int, size: int = 0) -> None:
+        """Garbage collection removed `count` items of `kind` (and, for blobs, `size` bytes)."""
+        return None
+
+    def gc_failed(self, queue: str, count: int) -> None:
+        return None
+
 
 class PrometheusMetrics(Metrics):
     enabled = True
@@ -117,6 +128,10 @@ class PrometheusMetrics(Metrics):
         )
         self.delivered = Counter("portside_notifications_delivered", "Events delivered", ["endpoint"])
         self.failures = Counter("portside_notifications_failures", "Failed delivery attempts", ["endpoint"])
+        self.gc_reviews = Counter("portside_gc_reviews", "Garbage collection reviews done", ["queue"])
+        self.gc_deletes = Counter("portside_gc_deleted", "Items garbage collection removed", ["kind"])
+        self.gc_bytes = Counter("portside_gc_reclaimed_bytes", "Blob bytes garbage collection removed")
+        self.gc_failures = Counter("portside_gc_failures", "Garbage collection removals that failed", ["queue"])
         self.job_runs = Counter("portside_job_runs", "Background job runs", ["job", "outcome"])
         self.job_duration = Histogram(
             "portside_job_duration_seconds",
@@ -156,6 +171,20 @@ class PrometheusMetrics(Metrics):
             self.delivered.labels(endpoint).inc(delivered)
         if failed:
             self.failures.labels(endpoint).inc(failed)
+
+    def gc_reviewed(self, queue: str, count: int) -> None:
+        if count:
+            self.gc_reviews.labels(queue).inc(count)
+
+    def gc_deleted(self, kind: str, count: int, size: int = 0) -> None:
+        if count:
+            self.gc_deletes.labels(kind).inc(count)
+        if size:
+            self.gc_bytes.inc(size)
+
+    def gc_failed(self, queue: str, count: int) -> None:
+        if count:
+            self.gc_failures.labels(queue).inc(count)
 
     def job(self, name: str, seconds: float, error: str | None) -> None:
         self.job_runs.labels(name, "failure" if error is not None else "success").inc()

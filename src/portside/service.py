@@ -10,10 +10,11 @@ from portside.config.schema import split_addr
 from portside.manifest.descriptor import Platform
 from portside.metadata.engine import migrate as run_migrations
 from portside.metadata.engine import open_database
+from portside.metadata.gc import Policy
 from portside.metadata.store import MetadataStore
 from portside.metrics import Metrics
 from portside.registry import LocalNamespace, RegistryOptions
-from portside.registry.cache import BlobDescriptorCache, InMemoryCache, NoCache, RedisCache
+from portside.registry.cache import LINK_TTL_SECONDS, BlobDescriptorCache, NoCache, RedisCache
 from portside.storage import factory
 from portside.storage import middleware as storage_middleware
 from portside.storage.instrumented import InstrumentedDriver
@@ -32,6 +33,11 @@ def registry_options(config: Config) -> RegistryOptions:
     )
 
 
+def gc_policy(config: Config) -> Policy:
+    gc = config.gc
+    return Policy(review_after=gc.reviewafter, untagged=gc.manifests.untagged, referrers=gc.manifests.referrers)
+
+
 def open_store(config: Config, metrics: Metrics | None = None) -> MetadataStore:
     database = config.database
     db = open_database(
@@ -43,7 +49,7 @@ def open_store(config: Config, metrics: Metrics | None = None) -> MetadataStore:
         pool_recycle=int(database.pool.maxlifetime),
         connect_timeout=database.connecttimeout,
     )
-    return MetadataStore(db)
+    return MetadataStore(db, gc_policy(config), online=config.gc.online)
 
 
 async def prepare_database(config: Config) -> None:
@@ -69,11 +75,10 @@ async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metr
 
 
 def open_cache(config: Config) -> BlobDescriptorCache:
-    kind = config.storage.cache.blobdescriptor
-    if kind == "inmemory":
-        return InMemoryCache(config.storage.cache.blobdescriptorsize)
-    if kind == "redis":
-        return RedisCache(redis_client(config), config.storage.cache.blobdescriptorsize)
+    if config.storage.cache.blobdescriptor == "redis":
+        # An answer cached for longer than the review delay could outlive a link collection decided later.
+        ttl = min(LINK_TTL_SECONDS, max(1.0, config.gc.reviewafter / 2))
+        return RedisCache(redis_client(config), ttl=ttl)
     return NoCache()
 
 

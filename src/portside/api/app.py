@@ -28,6 +28,7 @@ from portside.config import Config
 from portside.config.schema import split_addr
 from portside.health import HealthChecker
 from portside.jobs import JobRunner
+from portside.jobs.gc import gc_jobs, gc_queue_gauges
 from portside.jobs.maintenance import maintenance_jobs
 from portside.metrics import Gauge, Metrics, PrometheusMetrics
 from portside.notifications import PENDING_EVENTS, Dispatcher, NotificationSink, RequestRecord
@@ -336,6 +337,8 @@ def _services(config: Config, namespace: LocalNamespace, metrics: Metrics) -> Se
         openapi=json.dumps(document(routes, debug)).encode(),
     )
     services.gauges.append(_uploads_gauge(namespace))
+    if config.gc.online:
+        services.gauges.append(gc_queue_gauges(namespace))
     if config.notifications.active:
         services.dispatcher = Dispatcher(namespace.store.outbox, config.notifications.active, metrics)
         services.gauges.append(services.dispatcher.gauges)
@@ -353,7 +356,8 @@ def create_app(config: Config, *, migrate: bool = False) -> web.Application:
         namespace = await open_namespace(config, migrate=migrate, metrics=metrics)
         services = _services(config, namespace, metrics)
         app[SERVICES] = services
-        jobs = JobRunner(maintenance_jobs(config, namespace), namespace.store.leases, metrics)
+        background = maintenance_jobs(config, namespace) + gc_jobs(config, namespace, metrics)
+        jobs = JobRunner(background, namespace.store.leases, metrics)
         if services.dispatcher is not None:
             services.dispatcher.start()
         await services.health.start()

@@ -48,8 +48,9 @@ class Redirect(Strict):
 
 
 class Cache(Strict):
-    """The blob descriptor cache: `inmemory` (per worker; blob sizes) or `redis` (shared; also which
-    repositories hold which blobs). Empty turns it off."""
+    """The blob descriptor cache: `redis` (shared by every worker and instance: which repositories hold which
+    blobs). `inmemory` and empty cache nothing (registry/cache.py says why); `blobdescriptorsize` is accepted
+    so Docker Distribution configurations load unchanged."""
 
     blobdescriptor: Literal["inmemory", "redis", ""] = "inmemory"
     blobdescriptorsize: int = Field(default=10000, ge=1)
@@ -509,6 +510,47 @@ class Health(Strict):
     tcp: list[TcpHealth] = Field(default_factory=list)
 
 
+class GCBlobs(Strict):
+    """Online collection of links and blobs."""
+
+    disabled: bool = False
+    interval: Duration = 5.0
+    storagetimeout: Duration = 5.0
+
+
+class GCManifests(Strict):
+    """Online collection of manifests: referrers whose subject is gone, and untagged ones when asked for."""
+
+    disabled: bool = False
+    interval: Duration = 5.0
+    untagged: bool = False
+    referrers: bool = True
+
+
+class GC(Strict):
+    """Garbage collection (GitLab's container registry keys): online collection from review queues, and the
+    rules `portside garbage-collect` follows too."""
+
+    disabled: bool = False
+    reviewafter: Duration = 24 * 3600.0
+    maxbackoff: Duration = 24 * 3600.0
+    noidlebackoff: bool = False
+    blobs: GCBlobs = GCBlobs()
+    manifests: GCManifests = GCManifests()
+
+    @model_validator(mode="after")
+    def _sane(self) -> GC:
+        if self.reviewafter < 0:
+            raise ValueError("gc.reviewafter must not be negative")
+        if self.blobs.interval <= 0 or self.manifests.interval <= 0 or self.maxbackoff <= 0:
+            raise ValueError("gc intervals and gc.maxbackoff must be positive")
+        return self
+
+    @property
+    def online(self) -> bool:
+        return not self.disabled and not (self.blobs.disabled and self.manifests.disabled)
+
+
 class Config(Strict):
     version: str = "0.1"
     log: Log = Log()
@@ -523,6 +565,7 @@ class Config(Strict):
     health: Health = Health()
     redis: Redis = Redis()
     middleware: Middleware = Middleware()
+    gc: GC = GC()
 
     @model_validator(mode="after")
     def _redis_consistent(self) -> Config:

@@ -33,6 +33,7 @@ STOP_GRACE_SECONDS = 10.0
 class Job:
     name: str
     run: Callable[[], Awaitable[object]]
+    """The work; a run that returns a number of seconds sets the wait before the next run (a backoff)."""
     interval: float
     exclusive: bool = True
     jitter: float = 0.1
@@ -77,14 +78,18 @@ class JobRunner:
     async def _loop(self, job: Job) -> None:
         await self._sleep(random.uniform(min(1.0, job.interval), min(job.first_delay, job.interval)))
         while not self._stopping.is_set():
+            wait = job.interval
             try:
-                await self.run_once(job.name)
+                ran = await self.run_once(job.name)
+                if isinstance(ran, int | float) and not isinstance(ran, bool):
+                    wait = float(ran)
             except Exception:  # a run's own failure is logged by run_once; this is the lease's
                 log.exception("job %s could not be started", job.name)
-            await self._sleep(job.interval * random.uniform(1 - job.jitter, 1 + job.jitter))
+            await self._sleep(wait * random.uniform(1 - job.jitter, 1 + job.jitter))
 
-    async def run_once(self, name: str) -> bool:
-        """Run job `name` now (once its lease is had, for an exclusive job); False when it was not its turn."""
+    async def run_once(self, name: str) -> bool | float:
+        """Run job `name` now (once its lease is had, for an exclusive job); False when it was not its turn,
+        else True, or the wait the job asked for before its next run."""
         job = self.jobs[name]
         if job.exclusive:
             every = job.interval * (1 - job.jitter)
@@ -93,8 +98,9 @@ class JobRunner:
         renewing = asyncio.get_running_loop().create_task(self._renew(job)) if job.exclusive else None
         started = time.perf_counter()
         error: str | None = None
+        result: object = None
         try:
-            await job.run()
+            result = await job.run()
         except asyncio.CancelledError:
             error = "stopped before it finished"
             raise
@@ -110,6 +116,8 @@ class JobRunner:
             self._metrics.job(job.name, seconds, error)
             if job.exclusive:
                 await self._release(job, error)
+        if isinstance(result, int | float) and not isinstance(result, bool):
+            return float(result)
         return True
 
     async def _release(self, job: Job, error: str | None) -> None:

@@ -37,6 +37,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from portside.metadata.locks import DigestLocks, FileDigestLocks
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
@@ -81,6 +83,8 @@ class Database:
 
     dialect: str = ""
     engine: Any
+    locks: DigestLocks
+    """Who may write or remove a blob's bytes now (metadata/locks.py)."""
     _prepared: dict[Executable, _Prepared]
 
     def _prepare(self, statement: Executable) -> _Prepared:
@@ -244,6 +248,7 @@ class SQLiteDatabase(Database):
         # An in-memory database is one connection, shared by the reading thread and the writer thread.
         self._lock: AbstractContextManager[Any] = threading.Lock() if memory else contextlib.nullcontext()
         self._lock_path = None if memory else f"{os.path.abspath(path or '')}.writelock"
+        self.locks = DigestLocks() if memory else FileDigestLocks(f"{os.path.abspath(path or '')}.digestlocks")
         self._reader: Connection | None = None
         self._prepared = {}
         self._observe = observe
@@ -353,6 +358,7 @@ class SQLiteDatabase(Database):
         return outcomes
 
     async def dispose(self) -> None:
+        await self.locks.close()
         if self._reader is not None:
             self._reader.close()
         if self._writer is not None:

@@ -15,6 +15,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from portside.metadata.engine import Database, Observer, Work, _observe_queries
+from portside.metadata.locks import AdvisoryDigestLocks
 
 T = TypeVar("T")
 
@@ -40,7 +41,9 @@ class AsyncDatabase(Database):
         self._pool_options = pool_options or {}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self._lock_pool: asyncpg.Pool | None = None
         self._prepared = {}
+        self.locks = AdvisoryDigestLocks(self._lock_connections)
 
     async def read(self, work: Work[T]) -> T:
         async with self.engine.connect() as conn:
@@ -50,20 +53,32 @@ class AsyncDatabase(Database):
         async with self.engine.begin() as conn:
             return await conn.run_sync(work)
 
+    async def _create_pool(self) -> asyncpg.Pool:
+        url = self.engine.url
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            user=url.username,
+            password=url.password,
+            host=url.host,
+            port=url.port or 5432,
+            database=url.database,
+            **self._pool_options,
+        )
+        return pool
+
     async def _connections(self) -> asyncpg.Pool:
         if self._pool is None:
             async with self._pool_lock:
                 if self._pool is None:
-                    url = self.engine.url
-                    self._pool = await asyncpg.create_pool(
-                        user=url.username,
-                        password=url.password,
-                        host=url.host,
-                        port=url.port or 5432,
-                        database=url.database,
-                        **self._pool_options,
-                    )
+                    self._pool = await self._create_pool()
         return self._pool
+
+    async def _lock_connections(self) -> asyncpg.Pool:
+        """A pool of its own for digest locks, which hold a connection while the holder stores bytes."""
+        if self._lock_pool is None:
+            async with self._pool_lock:
+                if self._lock_pool is None:
+                    self._lock_pool = await self._create_pool()
+        return self._lock_pool
 
     async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Any]:
         prepared = self._prepare(statement)
@@ -81,7 +96,8 @@ class AsyncDatabase(Database):
         return prepared.rows([tuple(r) for r in records]) if records else []
 
     async def dispose(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._pool, self._lock_pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._lock_pool = None
         await self.engine.dispose()

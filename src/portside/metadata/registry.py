@@ -11,14 +11,15 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.engine import Connection
 
 from portside.metadata import outbox
 from portside.metadata.engine import Database, dialect_insert
+from portside.metadata.gc import Reviews
 from portside.metadata.records import BlobRecord, ManifestRecord, NewManifest, OutboxEntry, utcnow
 from portside.metadata.tables import (
     blobs,
@@ -106,6 +107,42 @@ _REFERRERS = (
     .order_by(manifests.c.created_at, manifests.c.digest)
 )
 _REFERRERS_OF_TYPE = _REFERRERS.where(manifests.c.artifact_type == bindparam("artifact_type"))
+# Every transaction that changes a repository's content takes its row first (an upsert for a push, this for a
+# delete), so transactions on one repository, garbage collection's included, never wait on each other in a cycle.
+_LOCK_REPOSITORY = (
+    select(repositories.c.id).where(repositories.c.name == bindparam("name")).with_for_update(key_share=True)
+)
+_TAG_TARGET = (
+    select(manifests.c.digest)
+    .join(tags, tags.c.manifest_id == manifests.c.id)
+    .where(tags.c.repository_id == bindparam("repository_id"), tags.c.name == bindparam("tag"))
+)
+_MANIFEST_ROW = select(manifests.c.id).where(
+    manifests.c.repository_id == bindparam("repository_id"), manifests.c.digest == bindparam("digest")
+)
+_REFERENCES = select(manifest_references.c.digest, manifest_references.c.kind).where(
+    manifest_references.c.manifest_id == bindparam("manifest_id")
+)
+_REFERRERS_IN = select(manifests.c.digest).where(
+    manifests.c.repository_id == bindparam("repository_id"), manifests.c.subject_digest == bindparam("digest")
+)
+_LINK_STATE = select(
+    repository_blobs.c.created_at,
+    repository_blobs.c.touched_at,
+    exists()
+    .where(
+        manifest_references.c.digest == repository_blobs.c.digest,
+        manifest_references.c.kind == "blob",
+        manifests.c.id == manifest_references.c.manifest_id,
+        manifests.c.repository_id == repository_blobs.c.repository_id,
+    )
+    .label("referenced"),
+).where(repository_blobs.c.repository_id == _REPO, repository_blobs.c.digest == bindparam("digest"))
+_TOUCH_LINK = (
+    update(repository_blobs)
+    .where(repository_blobs.c.repository_id == _REPO, repository_blobs.c.digest == bindparam("link"))
+    .values(touched_at=bindparam("now"))
+)
 _UNLINK_BLOB = delete(repository_blobs).where(
     repository_blobs.c.repository_id == _REPO, repository_blobs.c.digest == bindparam("digest")
 )
@@ -146,10 +183,13 @@ class _Upserts:
             .values(digest=bindparam("digest"), size=bindparam("size"), created_at=bindparam("now"))
             .on_conflict_do_nothing()
         )
-        self.link_blob = (
-            insert(repository_blobs)
-            .values(repository_id=bindparam("repository_id"), digest=bindparam("digest"), created_at=bindparam("now"))
-            .on_conflict_do_nothing()
+        link = insert(repository_blobs).values(
+            repository_id=bindparam("repository_id"), digest=bindparam("digest"), created_at=bindparam("now")
+        )
+        # Linking a blob again counts as relying on it now (garbage collection keeps it the review delay).
+        self.link_blob = link.on_conflict_do_update(
+            index_elements=[repository_blobs.c.repository_id, repository_blobs.c.digest],
+            set_={"touched_at": link.excluded.created_at},
         )
         self.insert_manifest = (
             insert(manifests)
@@ -193,9 +233,14 @@ class _MissingReferences(Exception):
 
 
 class RegistryMetadata:
-    def __init__(self, database: Database) -> None:
+    """`reviews` queues garbage collection's reviews with each change that may orphan something (None when
+    online collection is off); `review_after` is the review delay, which a blob HEAD renews for its link."""
+
+    def __init__(self, database: Database, reviews: Reviews | None = None, review_after: float = 24 * 3600.0) -> None:
         self.db = database
         self._u = _upserts(database.dialect)
+        self.reviews = reviews
+        self.review_after = review_after
 
     async def _one(self, statement: Any, **params: Any) -> Any:
         rows = await self.db.fetch(statement, params)
@@ -204,16 +249,9 @@ class RegistryMetadata:
     def _ensure_repository(self, conn: Connection, name: str, now: datetime) -> int:
         return int(self.db.execute(conn, self._u.ensure_repository, {"name": name, "now": now}).scalar())
 
-    def _deleting(self, statement: Any, params: dict[str, Any], entries: Sequence[OutboxEntry]) -> Any:
-        """A delete whose events are recorded only when it removed something."""
-
-        def work(conn: Connection) -> bool:
-            removed = self.db.execute(conn, statement, params).rowcount > 0
-            if removed:
-                outbox.record(self.db, conn, entries)
-            return removed
-
-        return work
+    def _lock_repository(self, conn: Connection, name: str) -> int | None:
+        found = self.db.execute(conn, _LOCK_REPOSITORY, {"name": name}).scalar()
+        return None if found is None else int(found)
 
     # ------------------------------------------------------------------ repositories
 
@@ -236,17 +274,21 @@ class RegistryMetadata:
     async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
         return [row.name for row in await self.db.fetch(_REPOSITORIES_WITH_BLOB, {"digest": digest, "limit": limit})]
 
-    def _link_blob(self, conn: Connection, name: str, digest: str, size: int) -> None:
+    def _link_blob(self, conn: Connection, name: str, digest: str, size: int, event: str) -> None:
         now = utcnow()
         repository_id = self._ensure_repository(conn, name, now)
         self.db.execute(conn, self._u.insert_blob, {"digest": digest, "size": size, "now": now})
         self.db.execute(conn, self._u.link_blob, {"repository_id": repository_id, "digest": digest, "now": now})
+        if self.reviews is not None:  # no manifest may ever come for it
+            self.reviews.links(conn, repository_id, [digest], event)
 
-    async def link_blob(self, name: str, digest: str, size: int, entries: Sequence[OutboxEntry] = ()) -> None:
+    async def link_blob(
+        self, name: str, digest: str, size: int, entries: Sequence[OutboxEntry] = (), event: str = "blob_mount"
+    ) -> None:
         """Record that the blob's bytes are stored and that `name` may use them."""
 
         def work(conn: Connection) -> None:
-            self._link_blob(conn, name, digest, size)
+            self._link_blob(conn, name, digest, size, event)
             outbox.record(self.db, conn, entries)
 
         await self.db.write(work)
@@ -257,14 +299,38 @@ class RegistryMetadata:
         """Link the committed blob into the repository and end its upload session, atomically."""
 
         def work(conn: Connection) -> None:
-            self._link_blob(conn, name, digest, size)
+            self._link_blob(conn, name, digest, size, "blob_upload")
             self.db.execute(conn, _END_UPLOAD, {"id": upload_id})
             outbox.record(self.db, conn, entries)
 
         await self.db.write(work)
 
     async def unlink_blob(self, name: str, digest: str, entries: Sequence[OutboxEntry] = ()) -> bool:
-        return bool(await self.db.write(self._deleting(_UNLINK_BLOB, {"name": name, "digest": digest}, entries)))
+        def work(conn: Connection) -> bool:
+            repository_id = self._lock_repository(conn, name)
+            if repository_id is None:
+                return False
+            if self.db.execute(conn, _UNLINK_BLOB, {"name": name, "digest": digest}).rowcount == 0:
+                return False
+            outbox.record(self.db, conn, entries)
+            if self.reviews is not None:
+                self.reviews.blobs(conn, [digest], "blob_unlink")
+                self.reviews.repository(conn, repository_id, "blob_unlink")
+            return True
+
+        return bool(await self.db.write(work))
+
+    async def keep_link(self, name: str, digest: str) -> bool:
+        """A client was told that `name` holds the blob: keep the link for at least the review delay even if
+        no manifest comes to reference it. False when the link is gone."""
+        row = await self._one(_LINK_STATE, name=name, digest=digest)
+        if row is None:
+            return False
+        seen = max(row.created_at, row.touched_at) if row.touched_at is not None else row.created_at
+        if row.referenced or seen > utcnow() - timedelta(seconds=self.review_after / 2):
+            return True  # kept anyway for longer than the delay asks: no write needed
+        params = {"name": name, "link": digest, "now": utcnow()}
+        return bool(await self.db.write(lambda conn: self.db.execute(conn, _TOUCH_LINK, params).rowcount > 0))
 
     # ------------------------------------------------------------------ manifests and tags
 
@@ -335,32 +401,76 @@ class RegistryMetadata:
             refs += [{"manifest_id": manifest_id, "digest": d, "kind": MANIFEST_REF} for d in set(new.manifest_refs)]
             if refs:
                 self.db.execute(conn, _INSERT_REFERENCES, refs)
+            if tag is None and self.reviews is not None:  # no tag yet: perhaps never one
+                self.reviews.manifests(conn, repository_id, [new.digest], "manifest_upload")
         if tag is not None:
-            self._upsert_tag(conn, repository_id, tag, manifest_id, now)
+            self._upsert_tag(conn, repository_id, tag, manifest_id, new.digest, now)
 
-    def _upsert_tag(self, conn: Connection, repository_id: int, tag: str, manifest_id: int, now: datetime) -> None:
+    def _upsert_tag(
+        self, conn: Connection, repository_id: int, tag: str, manifest_id: int, digest: str, now: datetime
+    ) -> None:
+        if self.reviews is not None:  # the manifest the tag leaves may be left with none
+            previous = self.db.execute(conn, _TAG_TARGET, {"repository_id": repository_id, "tag": tag}).scalar()
+            if previous is not None and previous != digest:
+                self.reviews.manifests(conn, repository_id, [previous], "tag_switch")
         params = {"repository_id": repository_id, "tag": tag, "manifest_id": manifest_id, "now": now}
         self.db.execute(conn, self._u.upsert_tag, params)
 
     async def delete_manifest(self, name: str, digest: str, entries: Sequence[OutboxEntry] = ()) -> bool:
         """Delete the manifest, its references and every tag on it."""
-        return bool(await self.db.write(self._deleting(_DELETE_MANIFEST, {"name": name, "digest": digest}, entries)))
+
+        def work(conn: Connection) -> bool:
+            repository_id = self._lock_repository(conn, name)
+            if repository_id is None:
+                return False
+            params = {"repository_id": repository_id, "digest": digest}
+            manifest_id = self.db.execute(conn, _MANIFEST_ROW, params).scalar()
+            if manifest_id is None:
+                return False
+            references = self.db.execute(conn, _REFERENCES, {"manifest_id": manifest_id}).rows
+            referrers = [row.digest for row in self.db.execute(conn, _REFERRERS_IN, params).rows]
+            self.db.execute(conn, _DELETE_MANIFEST, {"name": name, "digest": digest})
+            outbox.record(self.db, conn, entries)
+            if self.reviews is not None:  # what it kept may now be kept by nothing
+                blob_refs = {r.digest for r in references if r.kind == BLOB_REF}
+                self.reviews.links(conn, repository_id, blob_refs, "manifest_delete")
+                children = {r.digest for r in references if r.kind == MANIFEST_REF}
+                self.reviews.manifests(conn, repository_id, children | set(referrers), "manifest_delete")
+                self.reviews.repository(conn, repository_id, "manifest_delete")
+            return True
+
+        return bool(await self.db.write(work))
 
     async def set_tag(self, name: str, tag: str, digest: str) -> bool:
         """Point `tag` at an existing manifest; False when the repository has no such manifest."""
         now = utcnow()
 
         def work(conn: Connection) -> bool:
+            if self._lock_repository(conn, name) is None:
+                return False
             rows = self.db.execute(conn, _MANIFEST_IN_REPOSITORY, {"name": name, "digest": digest}).rows
             if not rows:
                 return False
-            self._upsert_tag(conn, rows[0].repository_id, tag, rows[0].id, now)
+            self._upsert_tag(conn, rows[0].repository_id, tag, rows[0].id, digest, now)
             return True
 
         return await self.db.write(work)
 
     async def delete_tag(self, name: str, tag: str, entries: Sequence[OutboxEntry] = ()) -> bool:
-        return bool(await self.db.write(self._deleting(_DELETE_TAG, {"name": name, "tag": tag}, entries)))
+        def work(conn: Connection) -> bool:
+            repository_id = self._lock_repository(conn, name)
+            if repository_id is None:
+                return False
+            target = self.db.execute(conn, _TAG_TARGET, {"repository_id": repository_id, "tag": tag}).scalar()
+            if target is None:
+                return False
+            self.db.execute(conn, _DELETE_TAG, {"name": name, "tag": tag})
+            outbox.record(self.db, conn, entries)
+            if self.reviews is not None:
+                self.reviews.manifests(conn, repository_id, [target], "tag_delete")
+            return True
+
+        return bool(await self.db.write(work))
 
     async def tags(self, name: str, last: str | None = None, limit: int | None = None) -> list[str]:
         params = {"name": name, "last": last or "", "limit": NO_LIMIT if limit is None else limit}

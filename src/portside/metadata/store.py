@@ -4,6 +4,8 @@
 - `outbox`: the notification outbox (metadata/outbox.py)
 - `uploads`: upload sessions (metadata/uploads.py)
 - `leases`: leases and run records of background jobs (metadata/leases.py)
+- `gc`, `marking`: garbage collection's review queues, checks and deletes, and its reads of the whole store
+  (metadata/gc.py)
 
 Every statement is built once; reads run with `Database.fetch`, writes as one transaction with
 `Database.write`, each statement inside it with `Database.execute` (engine.py).
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, func, literal_column, select
 
 from portside.metadata.engine import Database
+from portside.metadata.gc import GCMetadata, Marking, Policy, Reviews
 from portside.metadata.leases import JobLeases
 from portside.metadata.outbox import Outbox
 from portside.metadata.registry import RegistryMetadata
@@ -36,9 +39,16 @@ _COUNTS = {table.name: select(func.count().label("n")).select_from(table) for ta
 
 
 class MetadataStore:
-    def __init__(self, database: Database) -> None:
+    """`policy` is garbage collection's; with `online`, changes queue the reviews online collection works from."""
+
+    def __init__(self, database: Database, policy: Policy | None = None, online: bool = False) -> None:
+        policy = policy or Policy()
         self.db = database
-        self.registry = RegistryMetadata(database)
+        self.locks = database.locks
+        reviews = Reviews(database, policy.review_after) if online else None
+        self.registry = RegistryMetadata(database, reviews, policy.review_after)
+        self.gc = GCMetadata(database, policy)
+        self.marking = Marking(database)
         self.outbox = Outbox(database)
         self.uploads = UploadSessions(database)
         self.leases = JobLeases(database)

@@ -80,6 +80,9 @@ repository_blobs = Table(
     Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
     Column("digest", String(DIGEST_LENGTH), ForeignKey("blobs.digest"), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # When the link was last relied on without a manifest to keep it (a blob HEAD, an upload of the same blob):
+    # garbage collection keeps an unreferenced link for gc.reviewafter after this (migration 0006).
+    Column("touched_at", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("repository_id", "digest"),
     Index("ix_repository_blobs_digest", "digest"),
 )
@@ -164,4 +167,53 @@ job_leases = Table(
     Column("last_error", Text, nullable=True),
     Column("runs", BigInteger, nullable=False, server_default="0"),
     Column("failures", BigInteger, nullable=False, server_default="0"),
+)
+
+
+# Garbage collection's review queues (metadata/gc.py): what a change may have orphaned, and when to look at it.
+# Each change queues its reviews in its own transaction; collectors take due reviews and re-check everything
+# before deleting. `review_after` doubles as a claim: a collector that takes a review moves it forward by a
+# lease, so a collector that dies leaves it to be taken again.
+gc_blob_reviews = Table(
+    "gc_blob_reviews",
+    metadata,
+    Column("digest", String(DIGEST_LENGTH), primary_key=True),
+    Column("review_after", UTCDateTime(), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Index("ix_gc_blob_reviews_due", "review_after"),
+)
+
+gc_link_reviews = Table(
+    "gc_link_reviews",
+    metadata,
+    Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(DIGEST_LENGTH), nullable=False),
+    Column("review_after", UTCDateTime(), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("repository_id", "digest"),
+    Index("ix_gc_link_reviews_due", "review_after"),
+)
+
+gc_manifest_reviews = Table(
+    "gc_manifest_reviews",
+    metadata,
+    Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(DIGEST_LENGTH), nullable=False),
+    Column("review_after", UTCDateTime(), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("repository_id", "digest"),
+    Index("ix_gc_manifest_reviews_due", "review_after"),
+)
+
+gc_repository_reviews = Table(
+    "gc_repository_reviews",
+    metadata,
+    Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("review_after", UTCDateTime(), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Index("ix_gc_repository_reviews_due", "review_after"),
 )

@@ -72,6 +72,11 @@ class LocalBlobStore:
 
     async def open(self, digest: Digest, method: str = "GET") -> BlobContent:
         descriptor = await self.stat(digest)
+        if method == "HEAD" and not await self._store.registry.keep_link(self.repository, digest):
+            # A client that checks a blob before pushing a manifest that needs it relies on the answer:
+            # the link is kept for the review delay, or, if collection just took it, the answer is no.
+            await self._cache.forget_link(self.repository, digest)
+            raise await self._unknown(digest)
 
         async def opener(offset: int) -> ByteReader:
             try:
@@ -108,18 +113,19 @@ class LocalBlobStore:
 
     async def mount(self, digest: Digest, source: str | None) -> Descriptor | None:
         registry = self._store.registry
-        if source is not None:
-            record = await registry.blob_in_repository(source, digest)
-        else:
-            record = await registry.blob(digest)
-            if record is not None and not await registry.repositories_with_blob(digest, limit=1):
-                record = None
-        if record is None:
-            return None
-        target = self._target(digest, record.size)
-        if source is not None:
-            target["fromRepository"] = source
-        await registry.link_blob(self.repository, digest, record.size, entries(self._events, MOUNT, target))
+        async with self._store.locks.hold([digest]):  # a collection cannot remove the bytes while we link them
+            if source is not None:
+                record = await registry.blob_in_repository(source, digest)
+            else:
+                record = await registry.blob(digest)
+                if record is not None and not await registry.repositories_with_blob(digest, limit=1):
+                    record = None
+            if record is None:
+                return None
+            target = self._target(digest, record.size)
+            if source is not None:
+                target["fromRepository"] = source
+            await registry.link_blob(self.repository, digest, record.size, entries(self._events, MOUNT, target))
         await self._cache.remember_link(self.repository, digest, record.size)
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=record.size)
 
@@ -135,7 +141,6 @@ class LocalBlobStore:
             has_data=has_data,
             block_size=self._options.upload_block_size,
             events=self._events,
-            descriptors=self._cache,
         )
 
     async def create(self, persist: bool = True, algorithms: Iterable[str] = (CANONICAL,)) -> LocalBlobWriter:

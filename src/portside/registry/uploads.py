@@ -20,7 +20,6 @@ from typing import Any
 from portside.digest import CANONICAL, Digest, new_hasher
 from portside.manifest.descriptor import Descriptor
 from portside.metadata.store import MetadataStore
-from portside.registry.cache import BlobDescriptorCache, NoCache
 from portside.registry.errors import DigestInvalid, SizeInvalid
 from portside.registry.events import PUSH, EventSink, entries
 from portside.storage.content import ContentStore
@@ -85,7 +84,6 @@ class LocalBlobWriter:
         block_size: int,
         has_data: bool = False,
         events: EventSink | None = None,
-        descriptors: BlobDescriptorCache | None = None,
     ) -> None:
         self.repository = repository
         self.id = upload_id
@@ -97,7 +95,6 @@ class LocalBlobWriter:
         self._has_data = has_data
         self._block_size = block_size
         self._events = events
-        self._descriptors = descriptors or NoCache()
         self._file: FileWriter | None = None
         self._state: HashState | None = HashState(0)
         self._done = False
@@ -256,9 +253,10 @@ class LocalBlobWriter:
             await self._file.commit()
             hasher = (await self._hash_stored([expected.algorithm], actual_size))[expected.algorithm]
             await self._verify(expected, Digest(f"{expected.algorithm}:{hasher.hexdigest()}"), size, actual_size)
-        if not await self._blob_stored(expected):
-            await self._content.commit_upload(self.id, expected)
-        return await self._finish(expected, actual_size)
+        async with self._store.locks.hold([expected]):
+            if not await self._blob_stored(expected):
+                await self._content.commit_upload(self.id, expected)
+            return await self._finish(expected, actual_size)
 
     async def commit_content(self, content: bytes, expected: Digest, size: int | None = None) -> Descriptor:
         """Commit a whole blob that arrived in one piece into an empty session (see `is_empty`).
@@ -267,18 +265,18 @@ class LocalBlobWriter:
         monolithic upload costs one storage operation instead of five.
         """
         await self._verify(expected, await digest_of(content, expected.algorithm), size, len(content))
-        if not await self._blob_stored(expected):
-            await self._content.put_blob(expected, content)
-        return await self._finish(expected, len(content))
+        async with self._store.locks.hold([expected]):
+            if not await self._blob_stored(expected):
+                await self._content.put_blob(expected, content)
+            return await self._finish(expected, len(content))
 
     async def _blob_stored(self, digest: Digest) -> bool:
-        return (
-            await self._descriptors.blob_size(digest) is not None or await self._store.registry.blob(digest) is not None
-        )
+        """Whether the blob's bytes are stored already; asked of the metadata store under the digest's lock,
+        so garbage collection cannot be removing them (a cache could be out of date)."""
+        return await self._store.registry.blob(digest) is not None
 
     async def _finish(self, expected: Digest, actual_size: int) -> Descriptor:
         """Record the stored blob: link it to the repository and end the session."""
-        await self._descriptors.remember_blob(expected, actual_size)
         target = {"mediaType": BLOB_MEDIA_TYPE, "digest": expected, "size": actual_size, "repository": self.repository}
         outbox = entries(self._events, PUSH, target)
         if self._persisted:

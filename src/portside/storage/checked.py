@@ -3,7 +3,7 @@ only ever sees absolute, clean paths of safe characters, so no input can name an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from portside.storage.driver import FileInfo, FileReader, FileWriter, check_dir_path, check_path
 from portside.storage.wrapper import DriverWrapper
@@ -42,4 +42,11 @@ class CheckedDriver(DriverWrapper):
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         async for info in self.inner.walk(check_dir_path(path)):
+            yield info
+
+    async def delete_files(self, paths: Sequence[str]) -> dict[str, Exception]:
+        return await self.inner.delete_files([check_path(path) for path in paths])
+
+    async def walk_files(self, path: str) -> AsyncIterator[FileInfo]:
+        async for info in self.inner.walk_files(check_dir_path(path)):
             yield info

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from portside.digest import ALGORITHMS, Digest
@@ -43,6 +43,12 @@ class ContentStore:
     async def blob_info(self, digest: Digest) -> FileInfo:
         return await self.driver.stat(paths.blob_data(digest))
 
+    async def delete_blobs(self, digests: Sequence[Digest]) -> dict[Digest, Exception]:
+        """Remove many blobs' bytes at once (those already gone count as removed); the failures."""
+        by_path = {paths.blob_data(digest): digest for digest in digests}
+        failures = await self.driver.delete_files(list(by_path))
+        return {by_path[path]: error for path, error in failures.items()}
+
     async def delete_blob(self, digest: Digest) -> bool:
         """Remove a blob's bytes (its directory goes with them); False when there were none."""
         try:
@@ -52,25 +58,23 @@ class ContentStore:
         return True
 
     async def blobs(self) -> AsyncIterator[tuple[Digest, FileInfo]]:
-        """Every stored blob with its data file's size and time, by algorithm then digest."""
+        """Every stored blob with its data file's size and time, in digest order; memory holds one of the 256
+        directories a digest's first two hex digits name (distribution's layout) at a time."""
         for algorithm in ALGORITHMS:
             try:
                 prefixes = await self.driver.list(f"{paths.BLOBS}/{algorithm}")
             except PathNotFound:
                 continue
             for prefix in prefixes:
-                try:
-                    directories = await self.driver.list(prefix)
-                except PathNotFound:
-                    continue
-                for directory in directories:
-                    digest = _digest_of(algorithm, directory.rsplit("/", 1)[-1])
-                    if digest is None:
-                        continue
-                    try:
-                        yield digest, await self.driver.stat(f"{directory}/data")
-                    except PathNotFound:
-                        continue
+                found: list[tuple[Digest, FileInfo]] = []
+                async for info in self.driver.walk_files(prefix):
+                    parts = info.path.rsplit("/", 2)
+                    if len(parts) == 3 and parts[2] == "data":
+                        digest = _digest_of(algorithm, parts[1])
+                        if digest is not None:
+                            found.append((digest, info))
+                for item in sorted(found, key=lambda pair: pair[0]):
+                    yield item
 
     # ------------------------------------------------------------------ the store itself
 

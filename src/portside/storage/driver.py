@@ -7,9 +7,10 @@ Modelled on Docker Distribution's `StorageDriver`. Paths are absolute, slash-sep
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -161,6 +162,31 @@ class StorageDriver(ABC):
             if info.is_dir:
                 async for sub in self.walk(child):
                     yield sub
+
+    async def delete_files(self, paths: Sequence[str]) -> dict[str, Exception]:
+        """Remove many files (one already gone counts as removed); the failures, by path. Drivers that can
+        delete in batches (S3's DeleteObjects, one thread doing many unlinks) do so."""
+        failures: dict[str, Exception] = {}
+        limit = asyncio.Semaphore(32)
+
+        async def remove(path: str) -> None:
+            async with limit:
+                try:
+                    await self.delete(path)
+                except PathNotFound:
+                    pass
+                except Exception as exc:
+                    failures[path] = exc
+
+        await asyncio.gather(*(remove(path) for path in paths))
+        return failures
+
+    async def walk_files(self, path: str) -> AsyncIterator[FileInfo]:
+        """Every file (not directory) below `path`, in no particular order; drivers that can list a whole
+        tree at once (a flat object listing, one directory walk) do so instead of a stat per file."""
+        async for info in self.walk(path):
+            if not info.is_dir:
+                yield info
 
     async def connect(self) -> None:
         """Open clients and connection pools; called once, on the event loop that will use the driver."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from portside.storage.driver import FileInfo, FileReader, FileWriter, StorageDriver
@@ -48,6 +48,9 @@ class InstrumentedDriver(DriverWrapper):
 
     async def delete(self, path: str) -> None:
         await self._timed("delete", self.inner.delete(path))
+
+    async def delete_files(self, paths: Sequence[str]) -> dict[str, Exception]:
+        return await self._timed("delete_files", self.inner.delete_files(paths))
 
 
 class _TimedWriter(FileWriter):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from portside.storage.driver import FileInfo, FileReader, FileWriter, StorageDriver
 
@@ -44,6 +44,13 @@ class DriverWrapper(StorageDriver):
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         async for info in self.inner.walk(path):
+            yield info
+
+    async def delete_files(self, paths: Sequence[str]) -> dict[str, Exception]:
+        return await self.inner.delete_files(paths)
+
+    async def walk_files(self, path: str) -> AsyncIterator[FileInfo]:
+        async for info in self.inner.walk_files(path):
             yield info
 
     async def connect(self) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from stat import S_ISDIR
@@ -257,6 +257,48 @@ class FilesystemDriver(StorageDriver):
                 raise PathNotFound(path) from None
 
         await self.run(remove)
+
+    async def delete_files(self, paths: Sequence[str]) -> dict[str, Exception]:
+        """Unlink in chunks, each on a thread of the pool (one hand-off per chunk, not per file), removing each
+        file's directory too when that leaves it empty (a blob's directory holds only its data)."""
+        failures: dict[str, Exception] = {}
+
+        def unlink(chunk: Sequence[str]) -> None:
+            for path in chunk:
+                full = self._full(path)
+                try:
+                    os.unlink(full)
+                except (FileNotFoundError, NotADirectoryError):
+                    pass
+                except OSError as exc:
+                    failures[path] = exc
+                    continue
+                with contextlib.suppress(OSError):  # not empty, or gone: either is fine
+                    os.rmdir(os.path.dirname(full))
+
+        chunks = [paths[i : i + 64] for i in range(0, len(paths), 64)]
+        await asyncio.gather(*(self.run(unlink, chunk) for chunk in chunks))
+        return failures
+
+    async def walk_files(self, path: str) -> AsyncIterator[FileInfo]:
+        """One directory walk on a thread for the whole tree below `path`."""
+        full, prefix = self._full(path), "" if path == "/" else path
+
+        def walk() -> list[FileInfo]:
+            found: list[FileInfo] = []
+            for directory, _, names in os.walk(full):
+                relative = directory[len(full) :]
+                for name in names:
+                    try:
+                        st = os.stat(os.path.join(directory, name))
+                    except FileNotFoundError:
+                        continue
+                    modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                    found.append(FileInfo(f"{prefix}{relative}/{name}", st.st_size, modified, False))
+            return found
+
+        for info in await self.run(walk):
+            yield info
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -474,6 +474,35 @@ class S3Driver(ObjectKeys, StorageDriver):
                     deleted = True
         if not deleted:
             raise PathNotFound(path)
+
+    async def delete_files(self, paths: Sequence[str]) -> dict[str, Exception]:
+        """DeleteObjects, 1,000 keys a request; S3 reports each key it could not delete."""
+        failures: dict[str, Exception] = {}
+        by_key = {self.key(path): path for path in paths}
+        keys = list(by_key)
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            try:
+                with _s3_errors("delete", by_key[batch[0]]):
+                    result = await self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                    )
+            except StorageError as exc:
+                failures.update({by_key[k]: exc for k in batch})
+                continue
+            for error in result.get("Errors", []):
+                path = by_key.get(error.get("Key", ""), error.get("Key", ""))
+                failures[path] = DriverError("s3", f"delete {path}: {error.get('Code')} {error.get('Message', '')}")
+        return failures
+
+    async def walk_files(self, path: str) -> AsyncIterator[FileInfo]:
+        """One flat listing of the keys below `path` (sizes and times come with it)."""
+        with _s3_errors("list", path):
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.dir_prefix(path)):
+                for item in page.get("Contents", []):
+                    if not item["Key"].endswith(PENDING_SUFFIX):
+                        yield FileInfo(self.path_of(item["Key"]), int(item["Size"]), item["LastModified"], False)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         operation = "head_object" if method == "HEAD" else "get_object"
