@@ -279,7 +279,14 @@ def test_path_tricks_never_escape_the_root(registry: Registry, path: str) -> Non
     for ancestor in (registry.workdir.parent, registry.workdir.parent.parent):
         assert not {p.name for p in ancestor.iterdir()} & {"etc", "escape", "x", "tmp"}
     top = {p.name for p in registry.root.iterdir()}
-    assert top <= {"docker", "portside.db", "portside.db-wal", "portside.db-shm", "portside.db.writelock"}
+    assert top <= {
+        "docker",
+        "portside.db",
+        "portside.db-wal",
+        "portside.db-shm",
+        "portside.db.writelock",
+        "portside.db.digestlocks",
+    }
 
 
 def test_blob_pushed_through_one_name_is_invisible_under_another(registry: Registry, client: httpx.Client) -> None:

@@ -123,18 +123,24 @@ class Reviews:
     def _due(self, soon: bool) -> datetime:
         return utcnow() if soon else utcnow() + self.delay
 
+    # Rows are queued in key order, as statements on several reviews lock them, so two transactions
+    # queueing or finishing overlapping reviews never wait on each other in a cycle.
+
     def links(self, conn: Connection, repository_id: int, digests: Iterable[str], event: str) -> None:
-        rows = [{"repository_id": repository_id, "digest": d, "due": self._due(False), "event": event} for d in digests]
+        due = self._due(False)
+        rows = [{"repository_id": repository_id, "digest": d, "due": due, "event": event} for d in sorted(digests)]
         if rows:
             self.db.execute(conn, self._q.link, rows)
 
     def manifests(self, conn: Connection, repository_id: int, digests: Iterable[str], event: str) -> None:
-        rows = [{"repository_id": repository_id, "digest": d, "due": self._due(False), "event": event} for d in digests]
+        due = self._due(False)
+        rows = [{"repository_id": repository_id, "digest": d, "due": due, "event": event} for d in sorted(digests)]
         if rows:
             self.db.execute(conn, self._q.manifest, rows)
 
     def blobs(self, conn: Connection, digests: Iterable[str], event: str, soon: bool = False) -> None:
-        rows = [{"digest": d, "due": self._due(soon), "event": event} for d in digests]
+        due = self._due(soon)
+        rows = [{"digest": d, "due": due, "event": event} for d in sorted(digests)]
         if rows:
             self.db.execute(conn, self._q.blob, rows)
 
@@ -239,7 +245,7 @@ def _later(table: Table) -> Any:
     """Postpone one review (a link or manifest still young) to when it may be garbage."""
     return (
         update(table)
-        .where(table.c.repository_id == _REPO, table.c.digest == bindparam("item"))
+        .where(table.c.repository_id == bindparam("repo"), table.c.digest == bindparam("item"))
         .values(review_after=bindparam("due"), attempts=0)
     )
 
@@ -281,10 +287,11 @@ _QUEUE_SIZES: dict[str, Any] = {
 
 
 def _by_repository(items: Iterable[tuple[int, str]]) -> dict[int, list[str]]:
+    """Items grouped by repository, repositories in id order (the order their rows are locked in)."""
     grouped: dict[int, list[str]] = defaultdict(list)
     for repository_id, digest in items:
         grouped[repository_id].append(digest)
-    return grouped
+    return {repository_id: sorted(grouped[repository_id]) for repository_id in sorted(grouped)}
 
 
 def _seen(created: datetime, touched: datetime | None) -> datetime:
@@ -366,7 +373,7 @@ class GCMetadata:
             if row.id in tagged or row.digest in parents:
                 continue
             if row.created_at > now - self.delay:  # pushed by digest, perhaps before its index or its tag
-                later = {"repository_id": repository_id, "item": row.digest, "due": row.created_at + self.delay}
+                later = {"repo": repository_id, "item": row.digest, "due": row.created_at + self.delay}
                 db.execute(conn, _LATER[gc_manifest_reviews.name], later)
                 postponed.add(row.digest)
             elif row.subject_digest:
@@ -374,16 +381,19 @@ class GCMetadata:
                     doomed.append(row)
             elif untagged:
                 doomed.append(row)
+        requeued: set[str] = set()
         if doomed:
-            self._delete_manifests(conn, repository_id, doomed, events, outcome)
-        finished = [d for d in digests if d not in postponed]
+            requeued = self._delete_manifests(conn, repository_id, doomed, events, outcome)
+        # A review just queued for what a deleted manifest held is not this batch's to finish.
+        finished = [d for d in digests if d not in postponed and d not in requeued]
         if finished:
             db.execute(conn, _DONE[gc_manifest_reviews.name], {"repository_id": repository_id, "digests": finished})
         return outcome
 
     def _delete_manifests(
         self, conn: Connection, repository_id: int, doomed: list[Any], events: Any, outcome: Outcome
-    ) -> None:
+    ) -> set[str]:
+        """Delete `doomed` and queue reviews of what they held; returns the manifests queued for review."""
         db = self.db
         ids = [row.id for row in doomed]
         references = db.execute(conn, _REFERENCES_OF, {"ids": ids}).rows
@@ -394,7 +404,8 @@ class GCMetadata:
         # What the deleted manifests kept may now be garbage itself: look at it after the review delay.
         self.reviews.links(conn, repository_id, {r.digest for r in references if r.kind == BLOB_REF}, "manifest_delete")
         children = {r.digest for r in references if r.kind == MANIFEST_REF}
-        self.reviews.manifests(conn, repository_id, (children | set(referrers)) - set(gone), "manifest_delete")
+        requeued = (children | set(referrers)) - set(gone)
+        self.reviews.manifests(conn, repository_id, requeued, "manifest_delete")
         entries: list[OutboxEntry] = []
         for row in doomed:
             outcome.manifests.append(DeletedManifest(repository_id, row.name, row.digest, row.media_type))
@@ -402,6 +413,7 @@ class GCMetadata:
                 entries += events.entries("delete", {"repository": row.name, "digest": row.digest})
         outbox.record(db, conn, entries)
         self.reviews.repository(conn, repository_id, "manifest_delete", soon=True)
+        return requeued
 
     # ---------------------------------------------------------------- links
 
@@ -430,7 +442,7 @@ class GCMetadata:
                 continue
             seen = _seen(row.created_at, row.touched_at)
             if seen > now - self.delay:
-                later = {"repository_id": repository_id, "item": row.digest, "due": seen + self.delay}
+                later = {"repo": repository_id, "item": row.digest, "due": seen + self.delay}
                 db.execute(conn, _LATER[gc_link_reviews.name], later)
                 postponed.add(row.digest)
             else:

@@ -6,18 +6,28 @@ A module of its own so that a SQLite deployment never imports asyncpg or SQLAlch
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import Select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from portside.metadata.engine import Database, Observer, Work, _observe_queries
 from portside.metadata.locks import AdvisoryDigestLocks
 
+log = logging.getLogger("portside.metadata")
 T = TypeVar("T")
+WRITE_ATTEMPTS = 4
+TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+def _transient(exc: DBAPIError) -> bool:
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    return isinstance(cause, TRANSIENT) or isinstance(exc.orig, TRANSIENT)
 
 
 class AsyncDatabase(Database):
@@ -50,8 +60,18 @@ class AsyncDatabase(Database):
             return await conn.run_sync(work)
 
     async def write(self, work: Work[T]) -> T:
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
+        """One transaction; run again when the server aborted it to break a deadlock or a serialization
+        conflict (the work is a function of the connection alone, so running it again is safe)."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(work)
+            except DBAPIError as exc:
+                if attempt + 1 == WRITE_ATTEMPTS or not _transient(exc):
+                    raise
+                log.warning("transaction aborted by the server, run again: %s", str(exc.orig)[:200])
+                await asyncio.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _create_pool(self) -> asyncpg.Pool:
         url = self.engine.url

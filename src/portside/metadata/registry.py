@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, select, update
@@ -326,9 +326,8 @@ class RegistryMetadata:
         row = await self._one(_LINK_STATE, name=name, digest=digest)
         if row is None:
             return False
-        seen = max(row.created_at, row.touched_at) if row.touched_at is not None else row.created_at
-        if row.referenced or seen > utcnow() - timedelta(seconds=self.review_after / 2):
-            return True  # kept anyway for longer than the delay asks: no write needed
+        if row.referenced:
+            return True  # a manifest keeps it; deleting that manifest queues a review the delay later
         params = {"name": name, "link": digest, "now": utcnow()}
         return bool(await self.db.write(lambda conn: self.db.execute(conn, _TOUCH_LINK, params).rowcount > 0))
 
