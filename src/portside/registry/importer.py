@@ -497,10 +497,10 @@ class Opened:
         await self.driver.close()
 
 
-async def open_for_import(config: Config, migrate: bool = True) -> Opened:
+async def open_for_import(config: Config) -> Opened:
     """The configured storage (without middleware: only its bytes are read) and metadata store, its schema
-    brought up to date unless `migrate` is false."""
-    from portside.metadata.engine import migrate as run_migrations
+    brought up to date."""
+    from portside.metadata.engine import migrate
     from portside.service import open_store, registry_options
     from portside.storage import factory
 
@@ -508,8 +508,7 @@ async def open_for_import(config: Config, migrate: bool = True) -> Opened:
     await driver.connect()
     database = open_store(config).db
     try:
-        if migrate:
-            await run_migrations(database)
+        await migrate(database)
     except BaseException:
         await database.dispose()
         await driver.close()
@@ -518,11 +517,23 @@ async def open_for_import(config: Config, migrate: bool = True) -> Opened:
 
 
 async def _needs_import(config: Config) -> bool:
-    opened = await open_for_import(config, migrate=False)  # start-up has just migrated it
+    """The metadata store is asked first: once it knows a repository, storage is not even opened."""
+    from portside.service import open_store
+
+    database = open_store(config).db
     try:
-        return await DistributionTree(opened.driver).present() and not await opened.store.any_repository()
+        if await ImportStore(database).any_repository():
+            return False
     finally:
-        await opened.close()
+        await database.dispose()
+    from portside.storage import factory
+
+    driver = factory.create(config.storage.driver, dict(config.storage.parameters))
+    await driver.connect()
+    try:
+        return await DistributionTree(driver).present()
+    finally:
+        await driver.close()
 
 
 def warn_if_not_imported(config: Config) -> None:
