@@ -1,9 +1,9 @@
 """A store written by the Go reference registry through real clients, imported, and pulled back from Portside.
 
-docs/operations.md, Migrating from Docker Distribution: "`portside import` reads the store in place [...]
-records its repositories, manifests, tags and blob links in the metadata store, without copying a blob [...]
-Everything imported behaves as if it had been pushed to Portside." and "The import never writes into
-distribution's tree."
+docs/operations.md, Migrating from Docker Distribution: "`portside import` adopts such a store in place: it
+reads the tree under the configured storage [...] without copying a blob. Everything imported behaves as if
+it had been pushed to Portside: the same rows, the same references, the referrers API, tag listings and
+pulls byte for byte." and "The import never writes into distribution's tree".
 
 skopeo pushes OCI images, an OCI index (`--all`) and a Docker schema 2 image (`--format v2s2`); oras-py
 pushes an artifact whose `subject` is one of the images; a Docker manifest list over the schema 2 image is

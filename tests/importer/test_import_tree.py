@@ -2,15 +2,16 @@
 
 docs/operations.md, Migrating from Docker Distribution:
 - "Every manifest is read from its blob and verified against its digest. What cannot be adopted faithfully
-  is reported and skipped, never recorded: a tag whose revision is missing, a revision whose blob is
-  missing, a layer link to nothing, a manifest whose bytes do not match its digest, schema1 manifests [...].
-  Uploads in progress (`_uploads`) are ignored."
-- "Each repository is committed on its own; run again, the import records only what is missing [...]
-  An unchanged store imported again writes nothing."
-- "`--dry-run` reads and verifies everything and records nothing." "`--repository NAME` (repeatable)
+  is reported and skipped, never recorded. Uploads in progress (`_uploads`) are ignored." (with the table of
+  reasons: `schema1`, `blob-missing`, `dangling-tag`, `digest-mismatch`, `missing-reference`, ...)
+- "Each repository is committed on its own [...] an import interrupted at any point, even with SIGKILL,
+  leaves every repository either as it was or with all it recorded. Run again, the import records only what
+  the metadata store lacks: a store that did not change is read and nothing is written."
+- "`--dry-run` reads and verifies everything and records nothing" and "`--repository NAME` (repeatable)
   imports only those repositories."
-- "A tag that differs between the two [...] goes to whichever was written last."
-"""
+- "A tag present on both sides at different manifests goes to whichever was written last"
+- "`portside serve` logs a warning at start-up when the storage holds a distribution `repositories/` tree and
+  the metadata store knows no repository, naming `portside import`.""""
 
 from __future__ import annotations
 
