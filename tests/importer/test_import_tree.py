@@ -11,7 +11,8 @@ docs/operations.md, Migrating from Docker Distribution:
   imports only those repositories."
 - "A tag present on both sides at different manifests goes to whichever was written last"
 - "`portside serve` logs a warning at start-up when the storage holds a distribution `repositories/` tree and
-  the metadata store knows no repository, naming `portside import`.""""
+  the metadata store knows no repository, naming `portside import`."
+"""
 
 from __future__ import annotations
 
