@@ -149,9 +149,7 @@ def events_replay(config: str | None, endpoint: str | None, ids: tuple[int, ...]
 
 @main.command("import")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--dry-run", is_flag=True, help="Read and verify all, record nothing, print what would be imported."
-)
+@click.option("--dry-run", is_flag=True, help="Read and verify all, record nothing, print what would be imported.")
 @click.option("--repository", "repositories", multiple=True, metavar="NAME", help="Only this repository (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: one per repository, one per skip, a summary.")
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1), help="Storage calls at once.")
@@ -199,11 +197,16 @@ def import_(config: str | None, dry_run: bool, repositories: tuple[str, ...], as
         finally:
             await opened.close()
 
-    if bar is None:
-        asyncio.run(run())
-    else:
-        with bar:
+    from portside.storage.driver import StorageError
+
+    try:
+        if bar is None:
             asyncio.run(run())
+        else:
+            with bar:
+                asyncio.run(run())
+    except (StorageError, OSError, ValueError) as exc:
+        raise click.ClickException(f"import stopped: {exc} (run it again: what was recorded stays)") from None
     click.echo(json.dumps(summary.to_json()) if as_json else str(summary))
     if summary.errors:
         raise SystemExit(1)

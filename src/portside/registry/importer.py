@@ -135,10 +135,10 @@ class Summary:
         }
 
     def __str__(self) -> str:
-        verb = "would import" if self.dry_run else "imported"
+        verb = "would be recorded" if self.dry_run else "recorded"
         text = (
-            f"{verb} {self.repositories} repositories: {self.manifests} manifests, {self.tags} tags, "
-            f"{self.blobs} blob links ({self.bytes_verified} manifest bytes verified); already recorded: "
+            f"{self.repositories} repositories read: {self.manifests} manifests, {self.tags} tags, "
+            f"{self.blobs} blob links {verb} ({self.bytes_verified} manifest bytes verified); already there: "
             f"{self.manifests_present} manifests, {self.tags_present} tags, {self.blobs_present} blob links"
         )
         if self.skipped:
