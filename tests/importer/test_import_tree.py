@@ -214,12 +214,16 @@ def test_damage_is_reported_and_skipped_and_the_rest_imported_once(
     assert sqlite_rows(tmp_path / "portside.db") == rows, "a second import of an unchanged store wrote something"
 
 
-def test_repository_filter_imports_only_those_named(go_registry: GoFactory, tmp_path: Path) -> None:
+def test_nested_repositories_are_found_and_the_filter_imports_only_those_named(
+    go_registry: GoFactory, tmp_path: Path
+) -> None:
+    """A repository may hold further repositories below it (`lib` and `lib/sub`): the walk finds every one."""
     root = tmp_path / "store"
     go = go_registry({"filesystem": {"rootdirectory": str(root)}})
-    pushed = fill(go.url, 4, 8)
-    wanted = sorted(pushed.tags)[1:3]
+    pushed = fill(go.url, 4, 8, names=["lib", "lib/sub", "lib/sub/deep", "other"])
     config_path = write_config(tmp_path, portside_config(tmp_path, {"filesystem": {"rootdirectory": str(root)}}))
+    assert set(run_import(config_path, "--dry-run").repositories) == set(pushed.tags) == set(catalog(go.url))
+    wanted = ["lib", "lib/sub/deep"]
     done = run_import(config_path, *[f"--repository={n}" for n in wanted], "--repository", "no/such/repo")
     assert set(done.repositories) == set(wanted)
     assert done.skipped == {("no/such/repo", "repository", "no/such/repo", "not-found")}
