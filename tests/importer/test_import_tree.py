@@ -145,6 +145,8 @@ def damage(root: Path, repo: str, other: str) -> dict[tuple[str, str, str, str],
     deleted = tree.blob(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [], "x": 1}).encode())
     (tree.v2 / "repositories" / repo / "_manifests/revisions/sha256" / deleted.split(":")[1]).mkdir(parents=True)
     (tree.v2 / "repositories" / repo / "_layers/sha256" / ("b" * 64)).mkdir(parents=True)
+    # a directory no storage path can name (so no repository name either): passed over
+    (tree.v2 / "repositories" / "has space" / "_manifests" / "revisions").mkdir(parents=True)
     # an upload left half done, and a name Portside's grammar refuses
     (tree.v2 / "repositories" / other / "_uploads" / "0f1e" / "data").parent.mkdir(parents=True)
     (tree.v2 / "repositories" / other / "_uploads" / "0f1e" / "data").write_bytes(b"partial")

@@ -29,7 +29,7 @@ from typing import Final, TypeVar
 
 from portside.digest import Digest
 from portside.storage import paths
-from portside.storage.driver import PathNotFound, StorageDriver
+from portside.storage.driver import InvalidPath, PathNotFound, StorageDriver
 
 T = TypeVar("T")
 
@@ -66,10 +66,11 @@ class DistributionTree:
             return await make()
 
     async def _list(self, path: str) -> list[str]:
-        """Children of a directory; none for a missing directory or a file."""
+        """Children of a directory; none for a missing directory, a file, or a name no driver path can have
+        (such a directory can hold no repository Portside could name)."""
         try:
             return await self._call(lambda: self.driver.list(path))
-        except PathNotFound:
+        except (PathNotFound, InvalidPath):
             return []
 
     @staticmethod
