@@ -148,7 +148,14 @@ def run_import(config: Path) -> dict[str, Any]:
     return {"summary": summary, "seconds": seconds, "rss_mib": usage.ru_maxrss / 1024}
 
 
-def measure(name: str, storage: dict[str, Any], workdir: Path) -> dict[str, Any]:
+def requests_served(log: Path | None) -> int | None:
+    """Requests moto logged so far (one access-log line each)."""
+    if log is None:
+        return None
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if '" 20' in line or '" 40' in line)
+
+
+def measure(name: str, storage: dict[str, Any], workdir: Path, log: Path | None = None) -> dict[str, Any]:
     config = {
         "version": 0.1,
         "log": {"level": "warn"},
@@ -157,8 +164,13 @@ def measure(name: str, storage: dict[str, Any], workdir: Path) -> dict[str, Any]
     }
     path = workdir / f"{name}.yml"
     path.write_text(yaml.safe_dump(config))
+    before = requests_served(log)
     first = run_import(path)
+    middle = requests_served(log)
     again = run_import(path)
+    after = requests_served(log)
+    if before is not None and middle is not None and after is not None:
+        first["requests"], again["requests"] = middle - before, after - middle
     return {"backend": name, "first": first, "again": again}
 
 
@@ -168,8 +180,9 @@ def table(results: list[dict[str, Any]], store: dict[str, Any]) -> str:
         f"registry in {store['fill_seconds']:.0f} s ({store['objects']} files); SQLite metadata; "
         f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}.",
         "",
-        "| backend | first import | manifests/s | peak RSS | import again (no changes) | peak RSS |",
-        "|---|---|---|---|---|---|",
+        "| backend | first import | manifests/s | peak RSS | storage requests | import again (no changes) "
+        "| peak RSS | storage requests |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         first, again = r["first"], r["again"]
@@ -177,7 +190,8 @@ def table(results: list[dict[str, Any]], store: dict[str, Any]) -> str:
         lines.append(
             f"| {r['backend']} | {first['seconds']:.1f} s ({first['summary']['manifests']} manifests, "
             f"{first['summary']['tags']} tags, {first['summary']['blobs']} blob links) | {rate:.0f} | "
-            f"{first['rss_mib']:.0f} MiB | {again['seconds']:.1f} s | {again['rss_mib']:.0f} MiB |"
+            f"{first['rss_mib']:.0f} MiB | {first.get('requests', '-')} | {again['seconds']:.1f} s | "
+            f"{again['rss_mib']:.0f} MiB | {again.get('requests', '-')} |"
         )
     return "\n".join(lines)
 
@@ -223,7 +237,8 @@ def main() -> None:
                     bucket = create_bucket(endpoint)
                     copied = asyncio.run(copy_to_bucket(root, endpoint, bucket))
                     print(f"copied {copied} objects into moto", flush=True)
-                    results.append(measure("s3 (moto)", {"s3": s3_parameters(endpoint, bucket)}, workdir))
+                    storage = {"s3": s3_parameters(endpoint, bucket)}
+                    results.append(measure("s3 (moto)", storage, workdir, workdir / "moto.log"))
                 finally:
                     servers.close()
             print(json.dumps(results[-1]), flush=True)
