@@ -11,8 +11,8 @@ A name may have several components; a directory is a repository when it holds `_
 further repositories below it. Directories starting with `_` are never names. Deleting a link leaves its
 directory behind on a file system, so a directory without its `link` is something deleted, not a link.
 
-This module knows the layout and nothing of manifests: it yields names and digests, reads link and blob
-bytes, and never calls a driver method that writes. Listings run concurrently (object stores answer a
+This module knows the layout and nothing of manifests: it yields names and digests and reads link and blob
+bytes, through a wrapper that refuses every write. Listings run concurrently (object stores answer a
 listing in tens of milliseconds) with a bounded number in flight, and the repository walk keeps only a
 bounded look-ahead of listings, so memory depends on the largest directory, never on the whole store.
 """
@@ -25,11 +25,12 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Final, NoReturn, TypeVar
 
 from portside.digest import Digest
 from portside.storage import paths
-from portside.storage.driver import InvalidPath, PathNotFound, StorageDriver
+from portside.storage.driver import FileWriter, InvalidPath, PathNotFound, StorageDriver, StorageError
+from portside.storage.wrapper import DriverWrapper
 
 T = TypeVar("T")
 
@@ -51,11 +52,30 @@ def _base(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+class ReadOnly(DriverWrapper):
+    """A driver that refuses every write: the tree belongs to a registry that may still be serving from it."""
+
+    def _refuse(self, path: str) -> NoReturn:
+        raise StorageError(f"refusing to write {path}: a distribution tree is only read")
+
+    async def put_content(self, path: str, content: bytes) -> None:
+        self._refuse(path)
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        self._refuse(path)
+
+    async def move(self, source: str, dest: str) -> None:
+        self._refuse(dest)
+
+    async def delete(self, path: str) -> None:
+        self._refuse(path)
+
+
 class DistributionTree:
     """Read-only access to distribution's repositories tree; `concurrency` bounds driver calls in flight."""
 
     def __init__(self, driver: StorageDriver, concurrency: int = 16, blob_size_cache: int = 100_000) -> None:
-        self.driver = driver
+        self.driver: StorageDriver = ReadOnly(driver)
         self.concurrency = max(1, concurrency)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._sizes: OrderedDict[str, int] = OrderedDict()
