@@ -332,3 +332,31 @@ def test_postgresql_records_what_sqlite_does(go_registry: GoFactory, postgres_ds
     again = run_import(tmp_path / "pg.yml")
     assert (again.summary["manifests"], again.summary["tags"], again.summary["blobs"]) == (0, 0, 0)
     assert again.summary["already"] == {k: first.summary[k] for k in ("manifests", "tags", "blobs")}
+
+
+async def test_a_repository_recorded_in_small_batches_ends_as_in_one(go_registry: GoFactory, tmp_path: Path) -> None:
+    """A repository with more new manifests than a transaction takes is recorded in several, children before
+    the indexes that list them and tags last; the outcome is the same as in one transaction."""
+    from portside.metadata.engine import migrate, open_database
+    from portside.metadata.imports import ImportStore
+    from portside.registry.importer import Importer
+    from portside.storage.distribution import DistributionTree
+    from portside.storage.drivers.filesystem import FilesystemDriver
+
+    root = tmp_path / "store"
+    go = go_registry({"filesystem": {"rootdirectory": str(root)}})
+    pushed = await populate(go.url, 1, 12, indexes=True, names=["big"], concurrency=8)
+    outcomes = []
+    for name, flush in (("small", 2), ("whole", 10_000)):
+        db = open_database(f"sqlite:///{tmp_path / name}.db")
+        await migrate(db)
+        driver = FilesystemDriver(str(root))
+        try:
+            summary = await Importer(DistributionTree(driver), ImportStore(db), flush_manifests=flush).run()
+        finally:
+            await db.dispose()
+            await driver.close()
+        assert summary.skipped == {}
+        assert (summary.manifests, summary.tags) == (pushed.manifests, 13)
+        outcomes.append(sqlite_content(tmp_path / f"{name}.db"))
+    assert outcomes[0] == outcomes[1]

@@ -211,6 +211,8 @@ class Importer:
         dry_run: bool = False,
         parallel_repositories: int = 4,
         progress: Progress | None = None,
+        flush_manifests: int = FLUSH_MANIFESTS,
+        flush_bytes: int = FLUSH_BYTES,
     ) -> None:
         self.tree = tree
         self.store = store
@@ -220,6 +222,8 @@ class Importer:
         self.dry_run = dry_run
         self.parallel = max(1, parallel_repositories)
         self.progress = progress
+        self.flush_manifests = flush_manifests
+        self.flush_bytes = flush_bytes
         self.summary = Summary(dry_run=dry_run)
 
     def _emit(self, event: Event) -> None:
@@ -356,13 +360,14 @@ class _RepositoryImport:
         self.summary.manifests_present += len(state.manifests.intersection(revisions))
         waiting: list[NewManifest] = []
         pending_bytes = 0
-        for start in range(0, len(new), READ_AHEAD):
-            read = await asyncio.gather(*(self._manifest(entry) for entry in new[start : start + READ_AHEAD]))
+        step = min(READ_AHEAD, self.importer.flush_manifests)
+        for start in range(0, len(new), step):
+            read = await asyncio.gather(*(self._manifest(entry) for entry in new[start : start + step]))
             waiting.extend(m for m in read if m is not None)
             ready, waiting = _resolve(waiting, linked, known)
             self.batch.manifests.extend(ready)
             pending_bytes += sum(len(m.payload) for m in ready)
-            if len(self.batch.manifests) >= FLUSH_MANIFESTS or pending_bytes >= FLUSH_BYTES:
+            if len(self.batch.manifests) >= self.importer.flush_manifests or pending_bytes >= self.importer.flush_bytes:
                 await self._flush()
                 pending_bytes = 0
         for new_manifest_ in waiting:
