@@ -20,10 +20,10 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from portside.digest import Digest, DigestError
 from portside.manifest import mediatypes as mt
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from portside.config import Config
 
 log = logging.getLogger("portside.import")
+T = TypeVar("T")
 
 # Why something was skipped.
 INVALID_NAME = "invalid-name"  # a repository or tag name Portside's grammar refuses
@@ -197,6 +198,15 @@ def _resolve(
     return ready, waiting
 
 
+async def _gathered(work: Callable[[str], Awaitable[T]], items: Sequence[str]) -> list[T]:
+    """`work` for every item, `READ_AHEAD` at a time: a repository with a hundred thousand tags must not
+    become a hundred thousand coroutines at once."""
+    results: list[T] = []
+    for start in range(0, len(items), READ_AHEAD):
+        results.extend(await asyncio.gather(*(work(item) for item in items[start : start + READ_AHEAD])))
+    return results
+
+
 class Importer:
     """Imports a distribution tree into a metadata store; `run` returns the summary (also live in `summary`)."""
 
@@ -232,7 +242,7 @@ class Importer:
         if self.progress is not None:
             self.progress(event)
 
-    def _skip(self, repository: str, kind: str, item: str, reason: str, detail: str = "") -> None:
+    def report(self, repository: str, kind: str, item: str, reason: str, detail: str = "") -> None:
         self._emit(Skipped(repository, kind, item, reason, detail))
 
     async def _names(self) -> AsyncIterator[str]:
@@ -244,12 +254,12 @@ class Importer:
             try:
                 validate_repository_name(name)
             except ReferenceError as exc:
-                self._skip(name, "repository", name, INVALID_NAME, str(exc))
+                self.report(name, "repository", name, INVALID_NAME, str(exc))
                 continue
             if await self.tree.is_repository(name):
                 yield name
             else:
-                self._skip(name, "repository", name, NOT_FOUND, "no _manifests directory in the tree")
+                self.report(name, "repository", name, NOT_FOUND, "no _manifests directory in the tree")
 
     async def run(self) -> Summary:
         running: set[asyncio.Task[None]] = set()
@@ -269,13 +279,13 @@ class Importer:
         try:
             validate_repository_name(name)
         except ReferenceError as exc:
-            self._skip(name, "repository", name, INVALID_NAME, str(exc))
+            self.report(name, "repository", name, INVALID_NAME, str(exc))
             return
         try:
             done = await _RepositoryImport(self, name).run()
         except Exception as exc:
             log.debug("importing %s failed", name, exc_info=True)
-            self._skip(name, "repository", name, ERROR, f"{type(exc).__name__}: {exc}"[:500])
+            self.report(name, "repository", name, ERROR, f"{type(exc).__name__}: {exc}"[:500])
             return
         self.summary.repositories += 1
         self._emit(done)
@@ -297,7 +307,7 @@ class _RepositoryImport:
     def skip(self, kind: str, item: str, reason: str, detail: str = "") -> None:
         if kind == "manifest":
             self.skipped_manifests[item] = reason
-        self.importer._skip(self.name, kind, item, reason, detail)
+        self.importer.report(self.name, kind, item, reason, detail)
 
     async def run(self) -> RepositoryDone:
         state = await self.importer.store.state(self.name)
@@ -331,7 +341,7 @@ class _RepositoryImport:
     async def _blobs(self, layers: Iterable[str], state: RepositoryState, linked: set[str]) -> None:
         new = [entry for entry in layers if entry not in state.blobs]
         self.summary.blobs_present += len(state.blobs.intersection(layers))
-        found = await asyncio.gather(*(self._blob(entry) for entry in new))
+        found = await _gathered(self._blob, new)
         for entry in found:
             if entry is not None:
                 self.batch.blobs.append(entry)
@@ -370,11 +380,11 @@ class _RepositoryImport:
             if len(self.batch.manifests) >= self.importer.flush_manifests or pending_bytes >= self.importer.flush_bytes:
                 await self._flush()
                 pending_bytes = 0
-        for new_manifest_ in waiting:
-            missing = [d for d in new_manifest_.blob_refs if d not in linked]
-            missing += [d for d in new_manifest_.manifest_refs if d not in known]
+        for unresolved in waiting:
+            missing = [d for d in unresolved.blob_refs if d not in linked]
+            missing += [d for d in unresolved.manifest_refs if d not in known]
             detail = f"{len(missing)} not in the repository, first {missing[0]}"
-            self.skip("manifest", new_manifest_.digest, MISSING_REFERENCE, detail)
+            self.skip("manifest", unresolved.digest, MISSING_REFERENCE, detail)
 
     async def _manifest(self, entry: str) -> NewManifest | None:
         try:
@@ -417,7 +427,7 @@ class _RepositoryImport:
     # ------------------------------------------------------------------ tags
 
     async def _tags(self, names: list[str], state: RepositoryState, known: set[str]) -> None:
-        moves = await asyncio.gather(*(self._tag(tag, state, known) for tag in names))
+        moves = await _gathered(lambda tag: self._tag(tag, state, known), names)
         for tag, digest in zip(names, moves, strict=True):
             if digest is not None:
                 self.batch.tags[tag] = digest
