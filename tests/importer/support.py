@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,15 +368,3 @@ def wait_for(probe: Any, timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
-
-
-def remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-
-
-def walk_names(root: Path) -> Iterator[str]:
-    for path in sorted((root / V2 / "repositories").rglob("_manifests")):
-        yield str(path.parent.relative_to(root / V2 / "repositories"))
