@@ -112,8 +112,9 @@ async def populate(
     seed: int = 1,
     names: list[str] | None = None,
 ) -> Populated:
-    """Push `manifests` image manifests spread over `repositories` repositories (plus an index per repository
-    with `indexes`); `untagged` is the share pushed by digest only. Returns what was pushed."""
+    """Push `manifests` image manifests spread over `repositories` repositories (or over `names`, when given,
+    instead), plus an index per repository with `indexes`; `untagged` is the share pushed by digest only.
+    The same `seed` pushes the same layers. Returns what was pushed."""
     started = time.monotonic()
     rng = random.Random(seed)
     repo_names = names or [repository_name(i) for i in range(repositories)]
