@@ -29,7 +29,9 @@ from typing import Any
 import httpx
 import pytest
 from benchmarks.gostore import populate
+from click.testing import CliRunner
 
+from portside.cli import main
 from tests.conftest import RegistryFactory
 from tests.importer.conftest import GoFactory
 from tests.importer.support import (
@@ -225,6 +227,12 @@ def test_nested_repositories_are_found_and_the_filter_imports_only_those_named(
     pushed = fill(go.url, 4, 8, names=["lib", "lib/sub", "lib/sub/deep", "other"])
     config_path = write_config(tmp_path, portside_config(tmp_path, {"filesystem": {"rootdirectory": str(root)}}))
     assert set(run_import(config_path, "--dry-run").repositories) == set(pushed.tags) == set(catalog(go.url))
+    text = CliRunner().invoke(main, ["import", str(config_path), "--dry-run"])
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert sorted(line.split(":")[0] for line in lines[:-1]) == [f"would import {n}" for n in sorted(pushed.tags)]
+    assert lines[-1].startswith("4 repositories read: 8 manifests, 8 tags, "), lines[-1]
+    assert "would be recorded" in lines[-1]
     wanted = ["lib", "lib/sub/deep"]
     done = run_import(config_path, *[f"--repository={n}" for n in wanted], "--repository", "no/such/repo")
     assert set(done.repositories) == set(wanted)
