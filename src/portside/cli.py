@@ -147,6 +147,113 @@ def events_replay(config: str | None, endpoint: str | None, ids: tuple[int, ...]
     click.echo(f"queued {asyncio.run(run())} deliveries again")
 
 
+@main.command("import")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Read and verify all, record nothing, print what would be imported.")
+@click.option("--repository", "repositories", multiple=True, metavar="NAME", help="Only this repository (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: one per repository, one per skip, a summary.")
+@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1), help="Storage calls at once.")
+def import_(config: str | None, dry_run: bool, repositories: tuple[str, ...], as_json: bool, concurrency: int) -> None:
+    """Adopt a Docker Distribution store: record the repositories, manifests and tags of its `repositories/`
+    tree, under the configured storage, in Portside's metadata store. Reads only; safe to run again."""
+    import sys
+
+    from portside.registry.importer import Event, RepositoryDone, Skipped, Summary, import_store
+    from portside.service import open_for_import
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = Summary(dry_run=dry_run)
+    bar = None if as_json or not sys.stdout.isatty() else _ImportBar(summary)
+
+    def emit(event: Event) -> None:
+        if as_json:
+            click.echo(json.dumps(event.to_json()))
+            return
+        line = None
+        if isinstance(event, Skipped):
+            line = f"skipped {event}"
+        elif dry_run and isinstance(event, RepositoryDone) and (event.manifests or event.tags or event.blobs):
+            line = f"would import {event.name}: {event.manifests} manifests, {event.tags} tags, {event.blobs} blobs"
+        if bar is not None:
+            bar.show(line)
+        elif line is not None:
+            click.echo(line, err=isinstance(event, Skipped))
+
+    async def run() -> None:
+        opened = await open_for_import(settings)
+        try:
+            await import_store(
+                opened.driver,
+                opened.store,
+                opened.options,
+                repositories=repositories,
+                dry_run=dry_run,
+                concurrency=concurrency,
+                progress=emit,
+                summary=summary,
+            )
+        finally:
+            await opened.close()
+
+    from portside.storage.driver import StorageError
+
+    try:
+        if bar is None:
+            asyncio.run(run())
+        else:
+            with bar:
+                asyncio.run(run())
+    except (StorageError, OSError, ValueError) as exc:
+        raise click.ClickException(f"import stopped: {exc} (run it again: what was recorded stays)") from None
+    click.echo(json.dumps(summary.to_json()) if as_json else str(summary))
+    if summary.errors:
+        raise SystemExit(1)
+
+
+class _ImportBar:
+    """A progress bar on the terminal (stderr): repositories, manifests and manifest bytes verified so far,
+    read from the live summary at every refresh."""
+
+    def __init__(self, summary: Any) -> None:
+        from rich.console import Console
+        from rich.filesize import decimal
+        from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.text import Text
+
+        class Counts(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                s = summary
+                return Text(
+                    f"{s.repositories} repositories, {s.manifests + s.manifests_present} manifests, "
+                    f"{decimal(s.bytes_verified)} verified, {sum(s.skipped.values())} skipped"
+                )
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]importing"),
+            BarColumn(),
+            Counts(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.progress.add_task("import", total=None)
+
+    def show(self, line: str | None) -> None:
+        if line is not None:
+            self.progress.console.print(line, markup=False, highlight=False)
+
+    def __enter__(self) -> _ImportBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--error-table", is_flag=True, help="Print the Markdown table of each route's error codes instead.")

@@ -101,12 +101,13 @@ def _prepare(config: Config) -> None:
     import asyncio
 
     from portside.auth.factory import build_controller, build_issuer
-    from portside.service import prepare_database
+    from portside.service import prepare_database, warn_if_not_imported
     from portside.worker import tls_context
 
     try:
         if config.database_dsn() != "sqlite://":
             asyncio.run(prepare_database(config))
+            warn_if_not_imported(config)
         build_controller(config)
         build_issuer(config)
         if config.http.tls is not None:

@@ -1,8 +1,12 @@
-"""Assembling the registry from configuration: storage driver, metadata store, options, namespace."""
+"""Assembling the registry from configuration: storage driver, metadata store, options, namespace (and what
+`portside import` reads and writes)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from portside.config import Config
@@ -11,13 +15,18 @@ from portside.manifest.descriptor import Platform
 from portside.metadata.engine import migrate as run_migrations
 from portside.metadata.engine import open_database
 from portside.metadata.gc import Policy
+from portside.metadata.imports import ImportStore
 from portside.metadata.store import MetadataStore
 from portside.metrics import Metrics
 from portside.registry import LocalNamespace, RegistryOptions
 from portside.registry.cache import LINK_TTL_SECONDS, BlobDescriptorCache, NoCache, RedisCache
 from portside.storage import factory
 from portside.storage import middleware as storage_middleware
+from portside.storage.distribution import DistributionTree
+from portside.storage.driver import StorageDriver
 from portside.storage.instrumented import InstrumentedDriver
+
+log = logging.getLogger("portside.import")
 
 
 def registry_options(config: Config) -> RegistryOptions:
@@ -99,3 +108,68 @@ def redis_client(config: Config) -> Any:
         max_connections=settings.pool.maxactive,
         health_check_interval=30,
     )
+
+
+# ---------------------------------------------------------------------------------------------- importing
+
+
+@dataclass
+class Opened:
+    """A configuration's storage driver and import store, opened for an import."""
+
+    driver: StorageDriver
+    store: ImportStore
+    options: RegistryOptions
+
+    async def close(self) -> None:
+        await self.store.db.dispose()
+        await self.driver.close()
+
+
+async def open_for_import(config: Config) -> Opened:
+    """The configured storage (without middleware: only its bytes are read) and metadata store, its schema
+    brought up to date."""
+    from portside.metadata.engine import migrate
+
+    driver = factory.create(config.storage.driver, dict(config.storage.parameters))
+    await driver.connect()
+    database = open_store(config).db
+    try:
+        await migrate(database)
+    except BaseException:
+        await database.dispose()
+        await driver.close()
+        raise
+    return Opened(driver, ImportStore(database), registry_options(config))
+
+
+async def _needs_import(config: Config) -> bool:
+    """The metadata store is asked first: once it knows a repository, storage is not even opened."""
+    database = open_store(config).db
+    try:
+        if await ImportStore(database).any_repository():
+            return False
+    finally:
+        await database.dispose()
+    driver = factory.create(config.storage.driver, dict(config.storage.parameters))
+    await driver.connect()
+    try:
+        return await DistributionTree(driver).present()
+    finally:
+        await driver.close()
+
+
+def warn_if_not_imported(config: Config) -> None:
+    """At start-up: storage holding a distribution tree while the metadata store knows no repository is an
+    existing registry's store that was never imported; say how to adopt it. Never stops the start."""
+    try:
+        needed = asyncio.run(_needs_import(config))
+    except Exception:
+        log.debug("could not look for a distribution tree to import", exc_info=True)
+        return
+    if needed:
+        log.warning(
+            "the storage holds a Docker Distribution repositories tree, but the metadata store knows no "
+            "repository: run `portside import` to adopt its repositories, manifests and tags "
+            "(docs/operations.md, Migrating from Docker Distribution)"
+        )

@@ -39,6 +39,67 @@ def parse_manifest_reference(reference: str) -> tuple[str | None, Digest | None]
         raise TagInvalid(str(exc), {"tag": reference[:200]}) from None
 
 
+def _check_urls(layer: Descriptor, options: RegistryOptions) -> None:
+    for url in layer.urls:
+        allowed = any(p.search(url) for p in options.url_allow)
+        denied = any(p.search(url) for p in options.url_deny)
+        if not allowed or denied:
+            raise ManifestInvalid(f"layer {layer.digest} has a URL that is not allowed: {url[:200]}")
+
+
+def _wants_child(child: Descriptor, options: RegistryOptions) -> bool:
+    mode = options.index_platforms
+    if mode == "all":
+        return True
+    if mode == "none" or child.platform is None:
+        return False
+    return any(
+        child.platform.architecture == p.architecture and child.platform.os == p.os for p in options.index_platform_list
+    )
+
+
+def manifest_references(
+    manifest: Manifest, options: RegistryOptions, manifest_types: frozenset[str]
+) -> tuple[list[str], list[str]]:
+    """The blobs and manifests (children whose media type is in `manifest_types`) that must be in the repository
+    for `manifest` to be accepted; shared by pushes and imports so both record the same references."""
+    if not options.validation_enabled:
+        return [], []
+    blobs: list[str] = []
+    children: list[str] = []
+    if manifest.config is not None:
+        blobs.append(manifest.config.digest)
+    for layer in manifest.layers:
+        if layer.urls:
+            _check_urls(layer, options)
+        elif layer.media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+            raise ManifestInvalid(f"foreign layer {layer.digest} has no urls")
+        else:
+            blobs.append(layer.digest)
+    for child in manifest.manifests:
+        if not _wants_child(child, options):
+            continue
+        if child.media_type in manifest_types or child.media_type in mt.SCHEMA1:
+            children.append(child.digest)
+        else:
+            blobs.append(child.digest)
+    return blobs, children
+
+
+def new_manifest(manifest: Manifest, blob_refs: list[str], manifest_refs: list[str]) -> NewManifest:
+    """What the metadata store records for a parsed manifest, pushed or imported alike."""
+    return NewManifest(
+        digest=manifest.digest,
+        media_type=manifest.media_type,
+        payload=manifest.payload,
+        artifact_type=manifest.referrer_artifact_type,
+        subject_digest=manifest.subject.digest if manifest.subject is not None else None,
+        annotations=manifest.annotations,
+        blob_refs=blob_refs,
+        manifest_refs=manifest_refs,
+    )
+
+
 def _content(record: ManifestRecord) -> ManifestContent:
     return ManifestContent(digest=Digest(record.digest), media_type=record.media_type, payload=record.payload)
 
@@ -86,47 +147,9 @@ class LocalManifestService:
         except ManifestError as exc:
             raise ManifestInvalid(str(exc)) from None
 
-    def _check_urls(self, layer: Descriptor) -> None:
-        for url in layer.urls:
-            allowed = any(p.search(url) for p in self._options.url_allow)
-            denied = any(p.search(url) for p in self._options.url_deny)
-            if not allowed or denied:
-                raise ManifestInvalid(f"layer {layer.digest} has a URL that is not allowed: {url[:200]}")
-
-    def _wants_child(self, child: Descriptor) -> bool:
-        mode = self._options.index_platforms
-        if mode == "all":
-            return True
-        if mode == "none" or child.platform is None:
-            return False
-        return any(
-            child.platform.architecture == p.architecture and child.platform.os == p.os
-            for p in self._options.index_platform_list
-        )
-
     def references(self, manifest: Manifest) -> tuple[list[str], list[str]]:
         """The blobs and manifests that must already be in the repository for `manifest` to be accepted."""
-        if not self._options.validation_enabled:
-            return [], []
-        blobs: list[str] = []
-        children: list[str] = []
-        if manifest.config is not None:
-            blobs.append(manifest.config.digest)
-        for layer in manifest.layers:
-            if layer.urls:
-                self._check_urls(layer)
-            elif layer.media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
-                raise ManifestInvalid(f"foreign layer {layer.digest} has no urls")
-            else:
-                blobs.append(layer.digest)
-        for child in manifest.manifests:
-            if not self._wants_child(child):
-                continue
-            if child.media_type in self._schemas.media_types or child.media_type in mt.SCHEMA1:
-                children.append(child.digest)
-            else:
-                blobs.append(child.digest)
-        return blobs, children
+        return manifest_references(manifest, self._options, self._schemas.media_types)
 
     async def put(
         self, payload: bytes, content_type: str | None, tag: str | None = None, digest: Digest | None = None
@@ -136,16 +159,7 @@ class LocalManifestService:
         if digest is not None and manifest.digest != digest:
             raise DigestInvalid(f"manifest digest {manifest.digest} does not match {digest}", {"digest": digest})
         blob_refs, manifest_refs = self.references(manifest)
-        new = NewManifest(
-            digest=manifest.digest,
-            media_type=manifest.media_type,
-            payload=payload,
-            artifact_type=manifest.referrer_artifact_type,
-            subject_digest=manifest.subject.digest if manifest.subject is not None else None,
-            annotations=manifest.annotations,
-            blob_refs=blob_refs,
-            manifest_refs=manifest_refs,
-        )
+        new = new_manifest(manifest, blob_refs, manifest_refs)
         target: dict[str, Any] = {
             "mediaType": manifest.media_type,
             "digest": manifest.digest,
