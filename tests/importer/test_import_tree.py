@@ -357,8 +357,8 @@ async def test_a_repository_recorded_in_small_batches_ends_as_in_one(go_registry
     from portside.metadata.engine import migrate, open_database
     from portside.metadata.imports import ImportStore
     from portside.registry.importer import Importer
-    from portside.storage.distribution import DistributionTree
     from portside.storage import factory
+    from portside.storage.distribution import DistributionTree
 
     root = tmp_path / "store"
     go = go_registry({"filesystem": {"rootdirectory": str(root)}})
