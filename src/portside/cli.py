@@ -316,9 +316,12 @@ def _interactive(as_json: bool) -> bool:
 
 
 async def _open_namespace(settings: Any) -> Any:
+    from portside.metadata.engine import migrate_if_behind
     from portside.service import open_namespace
 
-    return await open_namespace(settings, migrate=True)
+    namespace = await open_namespace(settings)
+    await migrate_if_behind(namespace.store.db)
+    return namespace
 
 
 @main.command("garbage-collect")
@@ -359,7 +362,8 @@ def garbage_collect(
     totals = asyncio.run(run())
     if as_json:
         summary = {k: getattr(totals, k) for k in ("manifests", "links", "blobs", "bytes", "repositories", "failures")}
-        click.echo(json.dumps({"summary": summary, "dry_run": dry_run}))
+        seconds = {phase: round(value, 4) for phase, value in totals.seconds.items()}
+        click.echo(json.dumps({"summary": summary, "dry_run": dry_run, "seconds": seconds}))
     else:
         click.echo(totals.line(dry_run))
     if totals.failures:

@@ -427,6 +427,22 @@ async def migrate(database: Database, revision: str = "head") -> None:
     await database.write(upgrade)
 
 
+async def migrate_if_behind(database: Database) -> None:
+    """Bring the schema up to date unless it already is (one query, and Alembic is not even loaded)."""
+    from sqlalchemy import text
+
+    from portside.metadata.migrations import LATEST
+
+    def read(connection: Connection) -> str | None:
+        try:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception:  # no schema yet
+            return None
+
+    if await database.read(read) != LATEST:
+        await migrate(database)
+
+
 async def current_revision(database: Database) -> str | None:
     def read(connection: Connection) -> str | None:
         from alembic.runtime.migration import MigrationContext

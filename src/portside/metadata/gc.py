@@ -20,12 +20,26 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from portside.metadata import outbox
@@ -614,6 +628,75 @@ _UNLINKED_BLOBS = (
 )
 
 
+# For a dry run: the manifests a run would delete, in a temporary table of the reading connection, so the
+# links and blobs their going would orphan are found by the database, page by page.
+_scratch = MetaData()
+gc_marked = Table("gc_marked", _scratch, Column("id", BigInteger, primary_key=True), prefixes=["TEMPORARY"])
+_MARK = gc_marked.insert().values(id=bindparam("marked"))
+
+
+def _kept_link(cutoff: Any) -> Any:
+    """A link stays: relied on since `cutoff`, or referenced by a manifest of its repository that stays."""
+    return or_(
+        func.coalesce(_rb.touched_at, _rb.created_at) >= cutoff,
+        exists().where(
+            _mr.digest == _rb.digest,
+            _mr.kind == BLOB_REF,
+            _m.id == _mr.manifest_id,
+            _m.repository_id == _rb.repository_id,
+            ~_m.id.in_(select(gc_marked.c.id)),
+        ),
+    )
+
+
+_LINKS_WOULD_GO = (
+    select(_rb.repository_id, _rb.digest)
+    .where(
+        tuple_(_rb.repository_id, _rb.digest) > tuple_(bindparam("after_repo"), bindparam("after_digest")),
+        ~_kept_link(bindparam("cutoff")),
+    )
+    .order_by(_rb.repository_id, _rb.digest)
+    .limit(bindparam("limit"))
+)
+_BLOBS_WOULD_GO = (
+    select(_b.digest, _b.size)
+    .where(
+        _b.digest > bindparam("after"),
+        ~exists().where(_rb.digest == _b.digest, _kept_link(bindparam("cutoff"))),
+    )
+    .order_by(_b.digest)
+    .limit(bindparam("limit"))
+)
+_REPOSITORIES_WOULD_GO = select(_r.id, _r.name).where(
+    ~exists().where(_m.repository_id == _r.id, ~_m.id.in_(select(gc_marked.c.id))),
+    ~exists().where(_rb.repository_id == _r.id, _kept_link(bindparam("cutoff"))),
+    ~exists().where(uploads.c.repository == _r.name),
+)
+_REFERRERS_WITH_SUBJECT = (
+    select(
+        _m.repository_id,
+        _m.id,
+        _m.digest,
+        _m.subject_digest,
+        _m.created_at,
+        exists().where(_t.manifest_id == _m.id).label("tagged"),
+        exists()
+        .where(_child.c.repository_id == _m.repository_id, _child.c.digest == _m.subject_digest)
+        .label("subject_present"),
+    )
+    .where(_m.subject_digest.is_not(None))
+    .order_by(_m.repository_id, _m.id)
+)
+
+
+@dataclass
+class WouldGo:
+    links: int = 0
+    blobs: int = 0
+    bytes: int = 0
+    repositories: int = 0
+
+
 @dataclass(frozen=True)
 class ManifestRow:
     repository_id: int
@@ -684,6 +767,36 @@ class Marking:
     async def repositories_with_uploads(self) -> set[int]:
         return {row.id for row in await self.db.fetch(_WITH_UPLOADS, {})}
 
+    async def referrers(self) -> list[tuple[ManifestRow, bool]]:
+        """Every manifest with a subject, and whether its subject is in its repository."""
+        return [
+            (
+                ManifestRow(r.repository_id, r.id, r.digest, r.subject_digest, r.created_at, bool(r.tagged)),
+                bool(r.subject_present),
+            )
+            for r in await self.db.fetch(_REFERRERS_WITH_SUBJECT, {})
+        ]
+
+    async def would_go(
+        self, marked: Iterable[int], cutoff: datetime, removed: Callable[[str, str, int], None], page: int = 1000
+    ) -> WouldGo:
+        """What a run would remove besides the `marked` manifests: links no manifest that stays references and
+        nobody relied on since `cutoff`, blobs whose every link goes, repositories left with nothing. Read in
+        one connection, page by page; `removed(kind, item, bytes)` hears of each."""
+        marked = list(marked)
+        db = self.db
+
+        def work(conn: Connection) -> WouldGo:
+            gc_marked.create(conn)
+            try:
+                for start in range(0, len(marked), 500):
+                    db.execute(conn, _MARK, [{"marked": m} for m in marked[start : start + 500]])
+                return _would_go(db, conn, cutoff, removed, page)
+            finally:
+                gc_marked.drop(conn)
+
+        return await db.read(work)
+
     async def empty_repositories(self) -> list[int]:
         return [row.id for row in await self.db.fetch(_EMPTY_REPOSITORIES, {})]
 
@@ -695,3 +808,28 @@ class Marking:
             (row.name, row.manifest, MANIFEST_REF, row.digest) for row in await self.db.fetch(_MISSING_CHILDREN, {})
         ]
         return out
+
+
+def _would_go(
+    db: Database, conn: Connection, cutoff: datetime, removed: Callable[[str, str, int], None], page: int
+) -> WouldGo:
+    out = WouldGo()
+    after_repo, after_digest = 0, ""
+    while rows := db.execute(
+        conn, _LINKS_WOULD_GO, {"after_repo": after_repo, "after_digest": after_digest, "cutoff": cutoff, "limit": page}
+    ).rows:
+        out.links += len(rows)
+        for row in rows:
+            removed("link", f"{row.repository_id}@{row.digest}", 0)
+        after_repo, after_digest = rows[-1].repository_id, rows[-1].digest
+    after = ""
+    while rows := db.execute(conn, _BLOBS_WOULD_GO, {"after": after, "cutoff": cutoff, "limit": page}).rows:
+        out.blobs += len(rows)
+        for row in rows:
+            out.bytes += int(row.size)
+            removed("blob", row.digest, int(row.size))
+        after = rows[-1].digest
+    for row in db.execute(conn, _REPOSITORIES_WOULD_GO, {"cutoff": cutoff}).rows:
+        out.repositories += 1
+        removed("repository", row.name, 0)
+    return out

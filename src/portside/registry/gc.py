@@ -35,7 +35,7 @@ class Totals:
     bytes: int = 0
     repositories: int = 0
     failures: int = 0
-    removed: list[tuple[str, str]] = field(default_factory=list)  # (kind, what), for `--json` and logs
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: mark, sweep, storage
 
     def count(self, outcome: Outcome) -> None:
         self.manifests += len(outcome.manifests)

@@ -9,6 +9,7 @@ knows (crash debris, content left before an import), removed once older than the
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -83,31 +84,61 @@ class Sweep:
         self.removed = removed
         self.totals = Totals()
         self.cutoff = utcnow() - timedelta(seconds=policy.review_after)
-        # For a dry run: per repository, whether something it holds would stay.
-        self._keeps: dict[int, bool] = defaultdict(bool)
 
     async def run(self) -> Totals:
+        started = time.perf_counter()
         garbage = await self._manifests()
         if self.options.dry_run:
-            await self._blobs_would_go(garbage)
-            await self._repositories_would_go()
+            await self._would_go(garbage)
+            self.totals.seconds["mark"] = time.perf_counter() - started
         else:
             await self._links()
             await self._blobs()
             await self._repositories()
+            self.totals.seconds["sweep"] = time.perf_counter() - started
         if self.options.sweep_storage:
+            walked = time.perf_counter()
             await self._storage()
+            self.totals.seconds["storage"] = time.perf_counter() - walked
         return self.totals
 
     # ---------------------------------------------------------------- manifests
 
     async def _manifests(self) -> set[int]:
-        """Mark the garbage manifests of every repository, and (unless a dry run) delete them; the ids of those
-        marked (for a dry run to work out what their going would orphan)."""
+        """Mark the garbage manifests, and (unless a dry run) delete them; the ids of those marked (for a dry
+        run to work out what their going would orphan)."""
+        if self.options.delete_untagged:
+            return await self._untagged()
+        if self.policy.referrers:
+            return await self._orphaned_referrers()
+        return set()
+
+    async def _orphaned_referrers(self) -> set[int]:
+        """Without the untagged rule only referrers can be garbage: those whose subject is gone (or going)."""
+        found = await self.marking.referrers()
+        by_subject: dict[tuple[int, str], list[ManifestRow]] = defaultdict(list)
+        for row, _ in found:
+            if row.subject:
+                by_subject[(row.repository_id, row.subject)].append(row)
+
+        def collectable(row: ManifestRow) -> bool:
+            return not row.tagged and row.created_at <= self.cutoff
+
+        marked: dict[int, ManifestRow] = {}
+        stack = [row for row, present in found if not present and collectable(row)]
+        while stack:
+            row = stack.pop()
+            if row.id in marked:
+                continue
+            marked[row.id] = row
+            stack += [r for r in by_subject.get((row.repository_id, row.digest), []) if collectable(r)]
+        await self._mark(list(marked.values()))
+        self.progress("manifests", len(found))
+        return set(marked)
+
+    async def _untagged(self) -> set[int]:
         marked: set[int] = set()
         after, done = 0, 0
-        if not self.options.delete_untagged and not self.policy.referrers:
-            return marked  # nothing could be garbage
         while ids := await self.marking.repository_ids(after, REPOSITORY_PAGE):
             rows, references = await self.marking.manifests(ids)
             children: dict[int, list[str]] = defaultdict(list)
@@ -118,20 +149,21 @@ class Sweep:
                 by_repository[row.repository_id].append(row)
             page: list[ManifestRow] = []
             for repository_rows in by_repository.values():
-                page += garbage_in(repository_rows, children, self.policy, self.options.delete_untagged, self.cutoff)
+                page += garbage_in(repository_rows, children, self.policy, True, self.cutoff)
             marked.update(row.id for row in page)
-            for row in rows:
-                self._keeps[row.repository_id] |= row.id not in marked
-            if self.options.dry_run:
-                self.totals.manifests += len(page)
-                for row in page:
-                    self.removed("manifest", row.digest, 0)
-            else:
-                await self._delete_manifests([(row.repository_id, row.digest) for row in page])
+            await self._mark(page)
             done += len(rows)
             self.progress("manifests", done)
             after = ids[-1]
         return marked
+
+    async def _mark(self, rows: list[ManifestRow]) -> None:
+        if self.options.dry_run:
+            self.totals.manifests += len(rows)
+            for row in rows:
+                self.removed("manifest", row.digest, 0)
+        else:
+            await self._delete_manifests([(row.repository_id, row.digest) for row in rows])
 
     async def _delete_manifests(self, items: list[tuple[int, str]]) -> None:
         """Delete in passes: an index goes before its children and a subject before its referrers, since each
@@ -178,38 +210,14 @@ class Sweep:
         for digest, size in removed:
             self.removed("blob", digest, size)
 
-    async def _blobs_would_go(self, marked: set[int]) -> None:
-        """What a collection would remove after the marked manifests: links no unmarked manifest references
-        and nobody relied on lately, and blobs whose every link goes."""
-        after, done = "", 0
-        while page := await self.marking.blobs(after, PAGE):
-            links = await self.marking.links([digest for digest, _ in page])
-            for digest, size in page:
-                mine = links.get(digest, [])
-                dead = [
-                    link for link in mine if link.seen < self.cutoff and all(m in marked for m in link.referenced_by)
-                ]
-                self.totals.links += len(dead)
-                for link in mine:
-                    self._keeps[link.repository_id] |= link not in dead
-                for link in dead:
-                    self.removed("link", f"{link.repository_id}@{digest}", 0)
-                if len(dead) == len(mine):
-                    self._count_blobs([(digest, size)])
-            done += len(page)
-            self.progress("blobs", done)
-            after = page[-1][0]
-
-    async def _repositories_would_go(self) -> None:
-        """Repositories whose every manifest and link would go, with no upload in progress."""
-        busy = await self.marking.repositories_with_uploads()
-        after = 0
-        while ids := await self.marking.repository_ids(after, REPOSITORY_PAGE):
-            for repository_id in ids:
-                if not self._keeps[repository_id] and repository_id not in busy:
-                    self.totals.repositories += 1
-                    self.removed("repository", str(repository_id), 0)
-            after = ids[-1]
+    async def _would_go(self, marked: set[int]) -> None:
+        """What a collection would remove after the marked manifests (read by the database, page by page)."""
+        would = await self.marking.would_go(marked, self.cutoff, self.removed)
+        self.totals.links += would.links
+        self.totals.blobs += would.blobs
+        self.totals.bytes += would.bytes
+        self.totals.repositories += would.repositories
+        self.progress("blobs", would.blobs)
 
     async def _repositories(self) -> None:
         empty = await self.marking.empty_repositories()
