@@ -246,6 +246,39 @@ async def test_walk_is_depth_first_and_lexical(driver: StorageDriver) -> None:
     ]
 
 
+async def test_walk_files_gives_every_file_below_with_its_size(driver: StorageDriver) -> None:
+    """What garbage collection's storage sweep and fsck walk: files only, at any depth, sizes included."""
+    for path, size in (("/f/a/1/data", 3), ("/f/a/2/data", 5), ("/f/b/9/data", 0), ("/f/top", 1), ("/other", 2)):
+        await driver.put_content(path, b"x" * size)
+    writer = await driver.writer("/f/c/upload/data")  # an upload in progress is not a file yet
+    await writer.write(b"partial")
+    await writer.close()
+    found = {info.path: info.size async for info in driver.walk_files("/f")}
+    assert {p: s for p, s in found.items() if "upload" not in p} == {
+        "/f/a/1/data": 3,
+        "/f/a/2/data": 5,
+        "/f/b/9/data": 0,
+        "/f/top": 1,
+    }
+    infos = [info async for info in driver.walk_files("/f/a")]
+    assert all(not info.is_dir and info.modified.tzinfo is not None for info in infos)
+    assert [info async for info in driver.walk_files("/nothing/here")] == []
+
+
+async def test_delete_files_removes_many_and_counts_the_missing_as_removed(driver: StorageDriver) -> None:
+    paths = [f"/d/{i:02d}/{i:064x}/data" for i in range(30)]
+    for path in paths:
+        await driver.put_content(path, b"bytes")
+    await driver.put_content("/d/keep", b"kept")
+    failures = await driver.delete_files([*paths, "/d/99/never/data"])
+    assert failures == {}
+    for path in paths:
+        with pytest.raises(PathNotFound):
+            await driver.get_content(path)
+    assert await driver.get_content("/d/keep") == b"kept"
+    assert [info.path async for info in driver.walk_files("/d")] == ["/d/keep"]
+
+
 async def test_concurrent_writers_to_different_paths(driver: StorageDriver) -> None:
     async def write(i: int) -> None:
         writer = await driver.writer(f"/c/{i}/data")

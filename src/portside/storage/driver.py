@@ -182,10 +182,22 @@ class StorageDriver(ABC):
         return failures
 
     async def walk_files(self, path: str) -> AsyncIterator[FileInfo]:
-        """Every file (not directory) below `path`, in no particular order; drivers that can list a whole
-        tree at once (a flat object listing, one directory walk) do so instead of a stat per file."""
-        async for info in self.walk(path):
-            if not info.is_dir:
+        """Every file (not directory) below `path`, in no particular order, nothing for a missing `path`; what
+        vanishes or is not yet a file (an upload in progress) while it walks is passed over. Drivers that can
+        list a whole tree at once (a flat object listing, one directory walk) do so instead of a stat per file."""
+        try:
+            children = await self.list(path)
+        except PathNotFound:
+            return
+        for child in children:
+            try:
+                info = await self.stat(child)
+            except PathNotFound:
+                continue
+            if info.is_dir:
+                async for found in self.walk_files(child):
+                    yield found
+            else:
                 yield info
 
     async def connect(self) -> None:
