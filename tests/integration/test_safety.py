@@ -135,35 +135,72 @@ def test_upload_survives_a_kill_mid_stream_and_resumes(registry_factory: Registr
     check_consistency(reg)
 
 
-def test_kill_during_pushes_leaves_a_consistent_store(registry_factory: RegistryFactory) -> None:
-    reg = registry_factory(workers=2)
-    acknowledged: list[tuple[str, str]] = []
-    lock = threading.Lock()
-    stop = threading.Event()
+class Pushers:
+    """Clients pushing images in a loop until the server is killed. Only the kill may end one: any other error
+    (a refused push, a 500, a timeout) is recorded, before the kill or after it."""
 
-    def pusher(n: int) -> None:
+    def __init__(self, url: str, count: int, label: str) -> None:
+        self.url = url
+        self.label = label
+        self.killing = threading.Event()
+        self.pushed = [0] * count
+        self.acknowledged: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._push, args=(n,), daemon=True) for n in range(count)]
+
+    def _push(self, n: int) -> None:
         repo = f"crash/p{n}"
-        with httpx.Client(base_url=reg.url, timeout=10) as c:
+        with httpx.Client(base_url=self.url, timeout=30) as c:
             i = 0
-            while not stop.is_set():
+            while True:
                 try:
-                    digest, _ = push_image(c, repo, tag=f"t{i}", layers=2)
-                except (httpx.HTTPError, AssertionError):
+                    digest, _ = push_image(c, repo, tag=f"{self.label}-t{i}", layers=2)
+                except httpx.TransportError as exc:
+                    if not self.killing.is_set():
+                        self._error(f"{repo} before the kill: {exc!r}")
                     return
-                with lock:
-                    acknowledged.append((repo, digest))
+                except Exception as exc:  # a push refused, or answered 500
+                    self._error(f"{repo}{' after the kill' if self.killing.is_set() else ''}: {exc!r}")
+                    return
+                with self._lock:
+                    self.acknowledged.append((repo, digest))
+                    self.pushed[n] += 1
                 i += 1
 
-    for _round in range(3):
-        stop.clear()
-        threads = [threading.Thread(target=pusher, args=(n,), daemon=True) for n in range(6)]
-        for t in threads:
+    def _error(self, message: str) -> None:
+        with self._lock:
+            self.errors.append(message)
+
+    def start(self, acknowledged_each: int) -> None:
+        """Start, and return once every client has had `acknowledged_each` pushes acknowledged."""
+        for t in self._threads:
             t.start()
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while min(self.pushed) < acknowledged_each and not self.errors:
+            assert time.monotonic() < deadline, f"pushes never got going: {self.pushed} acknowledged per client"
+            time.sleep(0.05)
+        assert not self.errors, self.errors
+
+    def kill(self, reg: Registry) -> None:
+        self.killing.set()
         reg.kill()
-        stop.set()
-        for t in threads:
-            t.join(15)
+        for t in self._threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in self._threads), "a client was still pushing after the kill"
+        assert not self.errors, self.errors
+
+
+def test_kill_during_pushes_leaves_a_consistent_store(registry_factory: RegistryFactory) -> None:
+    """Six clients push images until SIGKILL, three times, each time once every client has had pushes
+    acknowledged. Every acknowledged push survives the restart, whole."""
+    reg = registry_factory(workers=2)
+    acknowledged: list[tuple[str, str]] = []
+    for round_ in range(3):
+        pushers = Pushers(reg.url, 6, f"r{round_}")
+        pushers.start(acknowledged_each=2)
+        pushers.kill(reg)
+        acknowledged += pushers.acknowledged
         counts = check_consistency(reg)
         assert counts["manifests"] >= len(acknowledged) > 0
         reg.start()
