@@ -122,7 +122,7 @@ def test_layer_urls_are_refused_without_allow(servers: dict[str, Registry], medi
         assert_refused(c, repo, manifest, 400, "MANIFEST_INVALID")
 
 
-@pytest.mark.parametrize("setting", ["default", "urls"])
+@pytest.mark.parametrize("setting", ["default", "urls", "disabled"])
 def test_foreign_layer_without_urls_is_refused(servers: dict[str, Registry], setting: str) -> None:
     """A Docker foreign layer is fetched from its URLs: without any it is refused, whatever the URL rules."""
     with client_for(servers, setting) as c:
@@ -173,7 +173,7 @@ def test_disabled_validation_accepts_any_url(servers: dict[str, Registry]) -> No
             assert_accepted(c, repo, manifest)
 
 
-@pytest.mark.parametrize("setting", ["default", "urls", "list", "none"])
+@pytest.mark.parametrize("setting", ["default", "urls", "list", "none", "disabled"])
 def test_layers_without_urls_must_be_in_the_repository(servers: dict[str, Registry], setting: str) -> None:
     """Whatever the validation settings, an ordinary layer or config that is not in the repository refuses the
     manifest (400 MANIFEST_BLOB_UNKNOWN): the settings only concern URLs and index images."""

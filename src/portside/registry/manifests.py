@@ -99,20 +99,23 @@ class ManifestService:
         )
 
     def references(self, manifest: Manifest) -> tuple[list[str], list[str]]:
-        """The blobs and manifests that must already be in the repository for `manifest` to be accepted."""
-        if not self._options.validation_enabled:
-            return [], []
+        """The blobs and manifests that must already be in the repository for `manifest` to be accepted.
+        `validation.disabled` lifts the URL rules and the index checks, as in Docker Distribution; configs and
+        layers must be there all the same."""
         blobs: list[str] = []
         children: list[str] = []
         if manifest.config is not None:
             blobs.append(manifest.config.digest)
         for layer in manifest.layers:
             if layer.urls:
-                self._check_urls(layer)
+                if self._options.validation_enabled:
+                    self._check_urls(layer)
             elif layer.media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
                 raise ManifestInvalid(f"foreign layer {layer.digest} has no urls")
             else:
                 blobs.append(layer.digest)
+        if not self._options.validation_enabled:
+            return blobs, children
         for child in manifest.manifests:
             if not self._wants_child(child):
                 continue
