@@ -219,7 +219,7 @@ def test_text_formatter(registry_factory: RegistryFactory) -> None:
 
 def test_logstash_formatter(registry_factory: RegistryFactory) -> None:
     """`formatter: logstash`: every line is a Logstash event (`@timestamp` in RFC 3339, `@version` "1",
-    `level`) with `log.fields`; the access line also has the documented fields."""
+    `message`, `level`) with `log.fields`; the access line also has the documented fields."""
     reg, rid, text = _formatted(registry_factory, "logstash")
     lines = [line for line in text.splitlines() if line.strip()]
     docs = json_log_lines(reg)
@@ -227,6 +227,8 @@ def test_logstash_formatter(registry_factory: RegistryFactory) -> None:
     for doc in docs:
         assert RFC3339.match(str(doc.get("@timestamp"))), doc
         assert doc.get("@version") == "1", doc
+        assert isinstance(doc.get("message"), str), doc
+        assert doc["message"], doc
         assert doc.get("level") in {"debug", "info", "warning", "warn", "error", "critical"}, doc
         for k, v in FIELDS.items():
             assert doc.get(k) == v, doc
