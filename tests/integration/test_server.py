@@ -79,6 +79,21 @@ def test_absolute_urls_follow_http_host_and_forwarded_headers(registry_factory: 
     assert r.headers["Location"].startswith(f"https://cdn.example:8443/v2/{repo}/blobs/uploads/")
 
 
+def test_unknown_registry_variables_are_ignored_with_a_warning(registry_factory: RegistryFactory) -> None:
+    """README: "environment variables that name no key are ignored with a warning": the registry starts and
+    serves, its log warns about each such variable by name, and a known one next to them still applies."""
+    unknown = ["REGISTRY_NO_SUCH_SECTION", "REGISTRY_HTTP_NO_SUCH_KEY", "REGISTRY_AUTH_FILE"]
+    reg = registry_factory(env={name: "ignored" for name in unknown} | {"REGISTRY_HTTP_RELATIVEURLS": "true"})
+    r = httpx.post(f"{reg.url}/v2/{unique_repo('env')}/blobs/uploads/", timeout=10)
+    assert r.status_code == 202, r.text
+    assert r.headers["Location"].startswith("/v2/"), "REGISTRY_HTTP_RELATIVEURLS=true was not applied"
+    log = reg.log_path.read_text(errors="replace").splitlines()
+    for name in unknown:
+        warned = [line for line in log if name in line]
+        assert warned, f"no warning names {name}:\n{reg.log_tail()}"
+        assert any("warn" in line.lower() or "ignor" in line.lower() for line in warned), warned
+
+
 def test_inmemory_storage_serves_a_whole_push_and_pull(registry_factory: RegistryFactory) -> None:
     reg = registry_factory({"storage": {"inmemory": {}, "filesystem": None}}, workers=1)
     with httpx.Client(base_url=reg.url, timeout=30) as c:
