@@ -23,7 +23,10 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         time = datetime.fromtimestamp(record.created, UTC).isoformat()
         out: dict[str, Any] = {"@timestamp": time, "@version": "1"} if self.logstash else {"time": time}
-        out.update(level=record.levelname.lower(), logger=record.name, msg=record.getMessage(), **self.fields)
+        # Logstash events carry their text in `message` (as Docker Distribution's logstash formatter writes it).
+        out.update({"level": record.levelname.lower(), "logger": record.name})
+        out["message" if self.logstash else "msg"] = record.getMessage()
+        out.update(self.fields)
         out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
@@ -36,7 +39,9 @@ class TextFormatter(logging.Formatter):
         self.suffix = "".join(f" {k}={v}" for k, v in fields.items())
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record) + self.suffix
+        # One record, one line: a message or traceback that spans lines is written with its newlines escaped, so
+        # line-based log shippers and `log.fields` at the end of each line still hold.
+        return super().format(record).replace("\n", "\\n") + self.suffix
 
 
 def configure(log: Log) -> None:

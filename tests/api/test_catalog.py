@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
 import httpx
@@ -115,11 +116,30 @@ def test_invalid_n_is_400(client: httpx.Client, n: str) -> None:
     assert_error(client.get("/v2/_catalog", params={"n": n}), 400)
 
 
-@pytest.mark.parametrize("n", ["5000", "100000000000000000000000000000"])
-def test_huge_n_is_lowered_to_maxentries(client: httpx.Client, mine: tuple[str, list[str]], n: str) -> None:
-    """Behaviour doc "Listing": `n` above `catalog.maxentries` (default 1000) is lowered to it."""
-    resp = catalog_page(client, n=n)
-    assert len(resp.json()["repositories"]) <= 1000
+def test_huge_n_is_lowered_to_the_default_maxentries(registry_factory: Callable[..., Server]) -> None:
+    """Behaviour doc "Listing": `n` above `catalog.maxentries` (default 1000) is lowered to it, and so is a page
+    without `n`: with 1003 repositories each such page holds exactly the first 1000, and `Link` leads to the
+    other three."""
+    server = registry_factory(workers=2)
+    names = sorted(f"many/{i:04d}-{uuid4().hex[:6]}" for i in range(1003))
+    with httpx.Client(base_url=server.url, timeout=60.0) as c:
+        shared = push_blob(c, names[0], random_blob(8))
+
+        def make(name: str) -> None:
+            r = c.post(f"/v2/{name}/blobs/uploads/", params={"mount": shared.digest, "from": names[0]})
+            assert r.status_code == 201, describe(r)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(make, names[1:]))
+        for params in [{"n": "5000"}, {"n": "100000000000000000000000000000"}, {}]:
+            resp = catalog_page(c, **params)
+            assert resp.json()["repositories"] == names[:1000], f"{params}: {len(resp.json()['repositories'])}"
+            link = next_link(resp)
+            assert link is not None, describe(resp)
+            rest = c.get(link)
+            assert rest.status_code == 200, describe(rest)
+            assert rest.json()["repositories"] == names[1000:]
+            assert next_link(rest) is None
 
 
 def test_maxentries_caps_pages(registry_factory: Callable[..., Server]) -> None:

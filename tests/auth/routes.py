@@ -77,6 +77,21 @@ class Call:
     mount_from: str | None = None
     mount_source: str | None = None  # the repository holding the blob a mount asks for
     body: bytes | None = None  # what an allowed call answers with
+    state: Callable[[], object] | None = None  # what the call changes, as the administrator sees it
+
+    def snapshot(self) -> object:
+        return self.state() if self.state is not None else None
+
+    def check_state(self, before: object, allowed: bool, r: httpx.Response) -> None:
+        """A refused write leaves everything as it was (the manifest or blob to delete is still there,
+        nothing was written); an allowed one makes its change."""
+        if self.state is None:
+            return
+        after = self.state()
+        if allowed:
+            assert after != before, f"allowed, but nothing changed ({after}): {describe(self, r)}"
+        else:
+            assert after == before, f"refused, but changed {before} -> {after}: {describe(self, r)}"
 
     def check_allowed(self, r: httpx.Response) -> None:
         """The route's success status (and content for reads)."""
@@ -148,6 +163,12 @@ class Stage:
         assert r.status_code == 202, f"setup: start upload in {repo}: {r.status_code} {r.text}"
         return r.headers["Location"]
 
+    def status(self, repo: str, url: str) -> tuple[int, str | None]:
+        """The administrator's answer to a GET: its status, and the `Range` of an upload session."""
+        r = self.client.get(url, headers={**self.admin.headers(repo), "Accept": OCI_MANIFEST})
+        assert r.status_code in (200, 204, 404), f"setup: GET {url}: {r.status_code} {r.text}"
+        return r.status_code, r.headers.get("Range")
+
     def has_blob(self, repo: str, digest: str) -> bool:
         r = self.client.head(f"/v2/{repo}/blobs/{digest}", headers=self.admin.headers(repo))
         assert r.status_code in (200, 404), f"setup: HEAD blob: {r.status_code}"
@@ -193,6 +214,10 @@ def _manifest_put(by_digest: bool) -> Callable[[Stage], Call]:
             201,
             headers={"Content-Type": OCI_MANIFEST},
             content=body,
+            state=lambda: (
+                s.status(s.repo, f"/v2/{s.repo}/manifests/{sha256(body)}"),
+                s.status(s.repo, f"/v2/{s.repo}/manifests/{ref}"),
+            ),
         )
 
     return prepare
@@ -204,7 +229,8 @@ def _manifest_delete(by_digest: bool) -> Callable[[Stage], Call]:
         tag = f"d-{uuid.uuid4().hex[:8]}"
         s.put_manifest(s.repo, sha256(body) if by_digest else tag, body)
         ref = sha256(body) if by_digest else tag
-        return Call("DELETE", f"/v2/{s.repo}/manifests/{ref}", _delete(s.repo), 202)
+        url = f"/v2/{s.repo}/manifests/{ref}"
+        return Call("DELETE", url, _delete(s.repo), 202, state=lambda: s.status(s.repo, url))
 
     return prepare
 
@@ -218,7 +244,8 @@ def _blob_get(method: str) -> Callable[[Stage], Call]:
 
 def _blob_delete(s: Stage) -> Call:
     digest = s.push_blob(s.repo, os.urandom(300))
-    return Call("DELETE", f"/v2/{s.repo}/blobs/{digest}", _delete(s.repo), 202)
+    url = f"/v2/{s.repo}/blobs/{digest}"
+    return Call("DELETE", url, _delete(s.repo), 202, state=lambda: s.status(s.repo, url))
 
 
 def _upload_post(s: Stage) -> Call:
@@ -234,6 +261,7 @@ def _upload_patch(s: Stage) -> Call:
         202,
         headers={"Content-Type": "application/octet-stream"},
         content=os.urandom(200),
+        state=lambda: s.status(s.repo, location),
     )
 
 
@@ -248,6 +276,7 @@ def _upload_put(s: Stage) -> Call:
         params={"digest": sha256(data)},
         headers={"Content-Type": "application/octet-stream"},
         content=data,
+        state=lambda: (s.status(s.repo, location), s.status(s.repo, f"/v2/{s.repo}/blobs/{sha256(data)}")),
     )
 
 
@@ -256,7 +285,8 @@ def _upload_get(s: Stage) -> Call:
 
 
 def _upload_delete(s: Stage) -> Call:
-    return Call("DELETE", s.start_upload(s.repo), _push(s.repo), 204)
+    location = s.start_upload(s.repo)
+    return Call("DELETE", location, _push(s.repo), 204, state=lambda: s.status(s.repo, location))
 
 
 def _mount(with_from: bool) -> Callable[[Stage], Call]:
@@ -273,6 +303,7 @@ def _mount(with_from: bool) -> Callable[[Stage], Call]:
             params=params,
             mount_from=s.source if with_from else None,
             mount_source=s.source,
+            state=lambda: s.status(target, f"/v2/{target}/blobs/{sha256(s.mountable)}"),
         )
 
     return prepare

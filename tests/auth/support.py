@@ -239,6 +239,8 @@ def new_key(kind: str = "ec256") -> Any:
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "ec384":
         return ec.generate_private_key(ec.SECP384R1())
+    if kind == "ec521":
+        return ec.generate_private_key(ec.SECP521R1())
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if kind == "ed25519":

@@ -41,29 +41,36 @@ def credentials(who: str) -> dict[str, str]:
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.id)
 def test_policy_matrix(policy_stage: Stage, route: Route, who: str) -> None:
     """With a policy: 401 + Basic challenge without valid credentials, 403 DENIED when the policy does not
-    grant the route's access (table "What each route needs"), the route's success status when it does."""
+    grant the route's access (table "What each route needs"), the route's success status when it does. A
+    refused write changes nothing; an allowed one makes its change."""
     call = route.prepare(policy_stage)
+    before = call.snapshot()
     r = call.send(policy_stage.client, credentials(who))
+    ok = who not in ("anonymous", "wrong-password") and allowed(who, call)
     if who in ("anonymous", "wrong-password"):
         assert_basic_challenge(r)
         if who == "anonymous":
             assert_detail(r, call.needs, call.optional)
-    elif allowed(who, call):
+    elif ok:
         call.check_allowed(r)
     else:
         assert_error(r, 403, "DENIED")
+    call.check_state(before, ok, r)
 
 
 @pytest.mark.parametrize("who", ["anonymous", "wrong-password", "cataloger"])
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.id)
 def test_no_policy_matrix(open_stage: Stage, route: Route, who: str) -> None:
     """Without `policy`, every authenticated user may do everything (Docker Distribution's behaviour); the
-    others get 401 with the Basic challenge."""
+    others get 401 with the Basic challenge, and their writes change nothing."""
     call = route.prepare(open_stage)
+    before = call.snapshot()
     r = call.send(open_stage.client, credentials(who))
-    if who in ("anonymous", "wrong-password"):
+    refused = who in ("anonymous", "wrong-password")
+    if refused:
         assert_basic_challenge(r)
         if who == "anonymous":
             assert_detail(r, call.needs, call.optional)
     else:
         call.check_allowed(r)
+    call.check_state(before, not refused, r)

@@ -39,11 +39,14 @@ def stage(token_registry: Registry, token_realm: str) -> Iterator[Stage]:
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.id)
 def test_token_matrix(stage: Stage, token_realm: str, route: Route, who: str) -> None:
     """Challenge without a token; a token scoped down by the policy; the route's success status when the token
-    covers its access, else 401 `insufficient_scope` naming the needed scope."""
+    covers its access, else 401 `insufficient_scope` naming the needed scope. A refused write changes
+    nothing; an allowed one makes its change."""
     call = route.prepare(stage)
+    before = call.snapshot()
     first = call.send(stage.client)
     challenge = assert_bearer_challenge(first, token_realm, SERVICE, call.needs, optional=call.optional)
     assert_detail(first, call.needs, call.optional)
+    call.check_state(before, False, first)
 
     _, params = parse_challenge(first.headers["www-authenticate"])
     scopes = params["scope"].split(" ") if "scope" in params else []
@@ -58,7 +61,9 @@ def test_token_matrix(stage: Stage, token_realm: str, route: Route, who: str) ->
     user = None if who == "anonymous" else who
     token = token_of(fetch_token(stage.client, challenge["realm"], challenge["service"], scopes, user))
     r = call.send(stage.client, bearer(token))
-    if not call.needs or (user is not None and allowed(user, call)):
+    ok = not call.needs or (user is not None and allowed(user, call))
+    if ok:
         call.check_allowed(r)
     else:
         assert_bearer_challenge(r, token_realm, SERVICE, call.needs, error="insufficient_scope", optional=call.optional)
+    call.check_state(before, ok, r)

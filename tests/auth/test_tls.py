@@ -99,14 +99,63 @@ def get(reg: Registry, ctx: ssl.SSLContext, path: str = "/v2/") -> httpx.Respons
         return c.get(f"https://{reg.host}{path}")
 
 
-def refused(reg: Registry, ctx: ssl.SSLContext) -> str:
-    """How the server refused: a failed handshake or request, or an error status."""
+# How a TLS server refuses in the handshake: a bare close (asyncio's TLS drops the alert) or the alert itself.
+HANDSHAKE_REFUSALS = {
+    "UNEXPECTED_EOF_WHILE_READING",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+}
+
+
+def handshake(reg: Registry, ctx: ssl.SSLContext) -> tuple[ssl.SSLSocket | None, str]:
+    """A TLS handshake with the server: the connected socket, or None and the reason it was refused."""
+    address, _, port = reg.host.rpartition(":")
+    raw = socket.create_connection((address, int(port)), timeout=20)
+    tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1", do_handshake_on_connect=False)
     try:
-        r = get(reg, ctx)
-    except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    assert r.status_code >= 400, f"served with {r.status_code}"
-    return f"HTTP {r.status_code}"
+        tls.do_handshake()
+    except ssl.SSLError as exc:
+        tls.close()
+        return None, str(exc.reason)
+    return tls, ""
+
+
+def assert_serves_good_clients(reg: Registry, ctx: ssl.SSLContext) -> None:
+    """Several fresh connections with a correct client are all served: the refusal cost no worker."""
+    for _ in range(4):
+        assert get(reg, ctx).status_code == 200
+
+
+def refused(reg: Registry, ctx: ssl.SSLContext, good: ssl.SSLContext) -> str:
+    """The client certificate is refused at the TLS layer, and correct clients are still served afterwards.
+
+    With TLS 1.2 the server checks the client's certificate before the handshake ends: the handshake fails.
+    With TLS 1.3 the client finishes its handshake first; the server then ends the connection without a byte
+    of HTTP. An HTTP status, a timeout or a refused connection is not a TLS refusal and fails."""
+    tls, reason = handshake(reg, ctx)
+    if tls is None:
+        assert reason in HANDSHAKE_REFUSALS, f"handshake failed with {reason}, not a refusal of the certificate"
+        how = f"handshake: {reason}"
+    else:
+        with tls:
+            assert tls.version() == "TLSv1.3", f"a {tls.version()} handshake completed without a valid certificate"
+            try:
+                tls.sendall(f"GET /v2/ HTTP/1.1\r\nHost: {reg.host}\r\nConnection: close\r\n\r\n".encode())
+                answer = tls.recv(65536)
+            except ssl.SSLError as exc:
+                answer, how = b"", str(exc.reason)
+            except (ConnectionResetError, BrokenPipeError) as exc:
+                answer, how = b"", type(exc).__name__
+            else:
+                how = "closed"
+            assert answer == b"", f"served without a valid client certificate: {answer[:200]!r}"
+            assert how in {"closed", "ConnectionResetError", "BrokenPipeError", *HANDSHAKE_REFUSALS}, how
+            how = f"after the handshake: {how}"
+    assert_serves_good_clients(reg, good)
+    return how
 
 
 def raw_exchange(host: str, data: bytes, timeout: float = 10.0) -> bytes:
@@ -192,9 +241,15 @@ def test_tls_hello_to_plain_port(htpasswd_registry: Registry) -> None:
 
 
 def test_tls_client_sees_http_answer_on_plain_port(htpasswd_registry: Registry) -> None:
-    """A TLS client on the plain port fails its handshake (the answer is HTTP, not TLS)."""
-    with pytest.raises((ssl.SSLError, httpx.HTTPError)):
-        httpx.get(f"https://{htpasswd_registry.host}/v2/", verify=False, timeout=10.0)
+    """A TLS client on the plain port fails its handshake: the answer is HTTP, which is no TLS record (OpenSSL's
+    WRONG_VERSION_NUMBER). The port goes on serving plain HTTP."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    tls, reason = handshake(htpasswd_registry, ctx)
+    assert tls is None, "a TLS handshake completed on the plain-HTTP port"
+    assert reason == "WRONG_VERSION_NUMBER", reason
+    assert httpx.get(f"http://{htpasswd_registry.host}/v2/", timeout=10.0).status_code == 401
 
 
 def test_debug_server_is_plain_http(tls_reg: Registry) -> None:
@@ -206,7 +261,7 @@ def test_debug_server_is_plain_http(tls_reg: Registry) -> None:
 
 def test_mtls_without_client_certificate(mtls_reg: Registry, pki: PKI) -> None:
     """`clientcas`: a client without a certificate is refused."""
-    refused(mtls_reg, context(pki))
+    refused(mtls_reg, context(pki), context(pki, client=pki.client))
 
 
 def test_mtls_with_client_certificate(mtls_reg: Registry, pki: PKI) -> None:
@@ -217,19 +272,23 @@ def test_mtls_with_client_certificate(mtls_reg: Registry, pki: PKI) -> None:
 
 def test_mtls_with_foreign_client_certificate(mtls_reg: Registry, pki: PKI) -> None:
     """A client certificate from another CA is refused."""
-    refused(mtls_reg, context(pki, client=pki.foreign_client))
+    refused(mtls_reg, context(pki, client=pki.foreign_client), context(pki, client=pki.client))
 
 
 def test_mtls_tls12_client(mtls_reg: Registry, pki: PKI) -> None:
     """Mutual TLS over TLS 1.2: with a good certificate served, without one refused."""
-    assert get(mtls_reg, context(pki, client=pki.client, maximum=ssl.TLSVersion.TLSv1_2)).status_code == 200
-    refused(mtls_reg, context(pki, maximum=ssl.TLSVersion.TLSv1_2))
+    good = context(pki, client=pki.client, maximum=ssl.TLSVersion.TLSv1_2)
+    assert get(mtls_reg, good).status_code == 200
+    assert refused(mtls_reg, context(pki, maximum=ssl.TLSVersion.TLSv1_2), good).startswith("handshake")
+    foreign = context(pki, client=pki.foreign_client, maximum=ssl.TLSVersion.TLSv1_2)
+    assert refused(mtls_reg, foreign, good).startswith("handshake")
 
 
 def test_minimum_tls13_refuses_tls12(tls13_reg: Registry, pki: PKI) -> None:
     """`minimumtls: tls1.3`: a client limited to TLS 1.2 fails its handshake; a TLS 1.3 client is served."""
-    with pytest.raises((ssl.SSLError, httpx.ConnectError)):
-        get(tls13_reg, context(pki, maximum=ssl.TLSVersion.TLSv1_2))
+    tls, reason = handshake(tls13_reg, context(pki, maximum=ssl.TLSVersion.TLSv1_2))
+    assert tls is None, f"a {tls and tls.version()} handshake completed with minimumtls tls1.3"
+    assert reason in HANDSHAKE_REFUSALS, reason
     ctx = context(pki)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    assert get(tls13_reg, ctx).status_code == 200
+    assert_serves_good_clients(tls13_reg, ctx)

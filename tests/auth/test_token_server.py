@@ -359,6 +359,37 @@ def test_post_without_grant_type(ts: httpx.Client, realm: str) -> None:
     assert r.json()["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"grant_type": "password", "password": USERS["pusher"]},
+        {"grant_type": "password", "username": "pusher"},
+        {"grant_type": "refresh_token"},
+    ],
+    ids=["password-without-username", "password-without-password", "refresh-without-refresh_token"],
+)
+def test_post_missing_parameter(ts: httpx.Client, realm: str, form: dict[str, str]) -> None:
+    """docs/auth.md: "a missing parameter (`grant_type`, `username`, `password`, `refresh_token`): 400
+    `invalid_request`" (RFC 6749 section 5.2), never a token."""
+    r = post(ts, realm, scope="repository:m/x:pull", **form)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["error"] == "invalid_request", body
+    assert "access_token" not in body
+    assert USERS["pusher"] not in r.text
+
+
+@pytest.mark.parametrize("scope", ["garbage", "repository:m/x", "repository::pull", "repository:a//b:pull"])
+def test_post_malformed_scope(ts: httpx.Client, realm: str, scope: str) -> None:
+    """docs/auth.md: "a malformed scope: 400 `invalid_scope`" (RFC 6749 section 5.2), with good credentials,
+    also when it comes after a good scope."""
+    for requested in (scope, f"repository:m/ok:pull {scope}"):
+        r = post(ts, realm, grant_type="password", username="pusher", password=USERS["pusher"], scope=requested)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "invalid_scope", r.json()
+        assert "access_token" not in r.json()
+
+
 def test_token_server_log(token_registry: Registry, realm: str) -> None:
     """The token server logs a failed login with user and address, and never a password or a token."""
     with httpx.Client(timeout=30.0, headers={"User-Agent": "auth-tests"}) as http:
@@ -461,6 +492,32 @@ def test_algorithm_expiration_and_kept_key(
         assert expired.status_code == 401, expired.text
         assert expired.json()["error"] == "invalid_grant"
     assert [cert.public_bytes(serialization.Encoding.PEM) for cert in certificates_in(keydir)] == certs_before
+
+
+def test_eddsa_algorithm(registry_factory: RegistryFactory, auth_files: AuthFiles, tmp_path: Path) -> None:
+    """`algorithm: EdDSA`: the generated key is Ed25519, tokens are signed EdDSA with the libtrust `kid` of the
+    certificate kept in `keydir`, verify with it, and open the registry."""
+    keydir = tmp_path / "ed-keys"
+    reg = registry_factory(
+        tokenserver_config(auth_files.htpasswd, auth_files.policy, keydir, algorithm="EdDSA"), workers=1
+    )
+    realm = realm_of(reg)
+    repo = unique("m")
+    with httpx.Client(base_url=reg.url, timeout=30.0) as client:
+        token = token_of(get(client, realm, [f"repository:{repo}:pull,push"], "pusher"))
+        header = jwt_header(token)
+        assert header["alg"] == "EdDSA", header
+        certs = certificates_in(keydir)
+        assert [c.public_key().__class__.__name__ for c in certs] == ["Ed25519PublicKey"]
+        assert header.get("kid") == libtrust_kid(certs[0].public_key())
+        jwt.decode(token, certs[0].public_key(), algorithms=["EdDSA"], audience=SERVICE, issuer=ISSUER)  # type: ignore[arg-type]
+        data = b"signed with ed25519"
+        r = client.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(data)}, content=data, headers=bearer(token)
+        )
+        assert r.status_code == 201, r.text
+        refresh = token_of(get(client, realm, [], "pusher", offline_token="true"))
+        assert jwt_header(refresh)["alg"] == "EdDSA"
 
 
 def test_autoredirect_realm(registry_factory: RegistryFactory, tmp_path: Path) -> None:

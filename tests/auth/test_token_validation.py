@@ -59,6 +59,7 @@ JWKS_KID = "jwks-key-1"
 class Trust:
     es256: Identity
     es384: Identity
+    es521: Identity
     rsa: Identity
     ed25519: Identity
     root: Identity
@@ -97,6 +98,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     trust = Trust(
         es256=self_signed("signer es256"),
         es384=self_signed("signer es384", "ec384"),
+        es521=self_signed("signer es521", "ec521"),
         rsa=self_signed("signer rsa", "rsa"),
         ed25519=self_signed("signer ed25519", "ed25519"),
         root=root,
@@ -106,7 +108,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         evil_leaf=issue(evil_root, "x5c leaf"),
     )
     bundle = workdir / "bundle.pem"
-    bundle.write_bytes(b"".join(i.cert_pem() for i in (trust.es256, trust.es384, trust.rsa, trust.ed25519, trust.root)))
+    bundle.write_bytes(
+        b"".join(i.cert_pem() for i in (trust.es256, trust.es384, trust.es521, trust.rsa, trust.ed25519, trust.root))
+    )
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(trust.jwks_key.public_key()))
     jwks = workdir / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": JWKS_KID, "use": "sig", "alg": "ES256"}]}))
@@ -178,6 +182,8 @@ def test_without_kid_bundle_keys_are_tried(world: World) -> None:
     [
         ("es384", "ES384", True),
         ("es384", "ES384", False),
+        ("es521", "ES512", True),
+        ("es521", "ES512", False),
         ("rsa", "RS256", True),
         ("rsa", "RS384", True),
         ("rsa", "RS512", False),

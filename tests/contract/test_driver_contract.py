@@ -1,8 +1,9 @@
 """The storage driver contract: what every driver must do, run against each of them.
 
-A new driver joins by adding its test parameters to `DRIVERS` (a driver that needs a service takes it from a
-session fixture; a missing service fails the test). Nothing here knows about images: these are the
-file-system-like semantics the registry library relies on.
+A new driver joins by adding its test parameters to `DRIVERS` and its entry in `REDIRECTS`; one that needs a
+service takes it from a session fixture (moto, Azurite, the GCS emulator), and a service that cannot start fails
+the run, it is never skipped. Nothing here knows about images: these are the file-system-like semantics the
+registry library relies on.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ DRIVERS: dict[str, Callable[[pytest.FixtureRequest, Path], dict[str, object]]] =
 
 def test_every_registered_driver_is_under_contract() -> None:
     assert factory.names() == sorted(DRIVERS)
+
+
+# Whether each driver, as configured above, hands clients a URL to fetch blobs from (docs/architecture.md,
+# "Object storage": S3 a presigned URL, Azure a SAS URL, GCS a V4 signed URL only with a service account key,
+# which the emulator's anonymous credentials are not).
+REDIRECTS = {"gcs": False, "azure": True, "filesystem": False, "inmemory": False, "s3": True}
 
 
 @pytest.fixture(params=sorted(DRIVERS))
@@ -291,7 +298,27 @@ async def test_concurrent_writers_to_different_paths(driver: StorageDriver) -> N
         assert await driver.get_content(f"/c/{i}/data") == bytes([i]) * 20000
 
 
-async def test_redirect_url_is_optional(driver: StorageDriver) -> None:
-    await driver.put_content("/blob", b"1")
+async def test_redirect_url_serves_the_content_or_is_none(
+    driver: StorageDriver, request: pytest.FixtureRequest
+) -> None:
+    """A driver that redirects gives a URL a plain HTTP client fetches the exact bytes from (and a HEAD URL
+    that answers with their size); one that does not gives None, and Portside serves the bytes itself."""
+    import httpx
+
+    content = os.urandom(1000)
+    await driver.put_content("/blob", content)
     url = await driver.redirect_url("/blob")
-    assert url is None or url.startswith(("http://", "https://"))
+    head_url = await driver.redirect_url("/blob", method="HEAD")
+    if not REDIRECTS[request.node.callspec.params["driver"]]:
+        assert (url, head_url) == (None, None)
+        return
+    assert url is not None
+    assert head_url is not None
+    assert url.startswith(("http://", "https://")), url
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(url)
+        assert r.status_code == 200, r.text
+        assert r.content == content
+        r = await client.head(head_url)
+        assert r.status_code == 200, r.text
+        assert int(r.headers["Content-Length"]) == len(content)

@@ -67,14 +67,37 @@ async def test_in_progress_uploads_are_listed_and_deleted(instances: list[S3Driv
         await driver.list("/uploads/u2")
 
 
-async def test_large_moves_use_a_multipart_copy(instances: list[S3Driver]) -> None:
-    driver = instances[1]
-    data = os.urandom(11 * MiB)
-    await driver.put_content("/a/big", data)
-    await driver.move("/a/big", "/b/big")
-    assert await driver.get_content("/b/big") == data
-    with pytest.raises(PathNotFound):
-        await driver.get_content("/a/big")
+async def test_large_moves_use_a_multipart_copy(s3_endpoint: str, bucket: str) -> None:
+    """A move above `multipartcopythresholdsize` is a multipart copy in `multipartcopychunksize` parts (the
+    object ends up with the parts and the `<md5>-<parts>` ETag only a multipart upload gives); one at or below
+    the threshold is a single copy."""
+    driver = S3Driver(
+        **s3_parameters(  # type: ignore[arg-type]
+            s3_endpoint, bucket, multipartcopythresholdsize=6 * MiB, multipartcopychunksize=5 * MiB
+        )
+    )
+    await driver.connect()
+    try:
+        data = os.urandom(11 * MiB)
+        await driver.put_content("/a/big", data)
+        await driver.move("/a/big", "/b/big")
+        assert await driver.get_content("/b/big") == data
+        with pytest.raises(PathNotFound):
+            await driver.get_content("/a/big")
+        head = await driver.client.head_object(Bucket=bucket, Key=driver.key("/b/big"), PartNumber=1)
+        assert head["PartsCount"] == 3, head
+        assert head["ContentLength"] == 5 * MiB, "the first part is one copy chunk"
+        whole = await driver.client.head_object(Bucket=bucket, Key=driver.key("/b/big"))
+        assert whole["ETag"].strip('"').endswith("-3"), whole["ETag"]
+
+        small = os.urandom(6 * MiB)
+        await driver.put_content("/a/small", small)
+        await driver.move("/a/small", "/b/small")
+        assert await driver.get_content("/b/small") == small
+        head = await driver.client.head_object(Bucket=bucket, Key=driver.key("/b/small"))
+        assert "-" not in head["ETag"], f"a move at the threshold was a multipart copy: {head['ETag']}"
+    finally:
+        await driver.close()
 
 
 async def test_redirect_urls_are_presigned(instances: list[S3Driver]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -10,14 +11,20 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import Registry, RegistryFactory
-from tests.helpers import OCI_MANIFEST, push_blob, push_image, sha256, unique_repo
+from tests.helpers import LAYER, OCI_CONFIG, OCI_MANIFEST, push_blob, push_image, sha256, unique_repo
+
+MiB = 1024 * 1024
 
 
 def check_consistency(reg: Registry) -> dict[str, int]:
@@ -85,6 +92,37 @@ def test_concurrent_pushes_of_the_same_blob_and_tag_all_succeed(registry: Regist
         assert current.headers["Docker-Content-Digest"] in {d for d, _ in manifests}
 
 
+@dataclass
+class CrashSetup:
+    """Where a crashed registry keeps its state: the filesystem with SQLite, or S3 (moto) with PostgreSQL."""
+
+    name: str
+    overrides: dict[str, Any]
+
+    def check_stopped(self, reg: Registry) -> dict[str, int] | None:
+        """The store-level invariants, where the test can read the store directly (SQLite on disk)."""
+        return check_consistency(reg) if self.name == "filesystem+sqlite" else None
+
+
+@pytest.fixture(params=["filesystem+sqlite", "s3+postgresql"])
+def crash_setup(request: pytest.FixtureRequest) -> Iterator[CrashSetup]:
+    if request.param == "filesystem+sqlite":
+        yield CrashSetup(request.param, {})
+        return
+    from tests.metadata.conftest import _admin, postgres_admin_dsn
+    from tests.object_storage import create_bucket, s3_parameters
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    database = f"portside_crash_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
+    try:
+        dsn = make_url(postgres_admin_dsn()).set(database=database).render_as_string(hide_password=False)
+        storage = {"filesystem": None, "s3": s3_parameters(endpoint, create_bucket(endpoint), chunksize=5 * MiB)}
+        yield CrashSetup(request.param, {"storage": storage, "database": {"dsn": dsn}})
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
 def _slow_body(data: bytes, sent: list[int], stop_after: int) -> Iterator[bytes]:
     for i in range(0, len(data), 256 * 1024):
         if i >= stop_after:
@@ -94,34 +132,36 @@ def _slow_body(data: bytes, sent: list[int], stop_after: int) -> Iterator[bytes]
         yield chunk
 
 
-def test_upload_survives_a_kill_mid_stream_and_resumes(registry_factory: RegistryFactory) -> None:
-    reg = registry_factory(workers=2)
+def test_upload_survives_a_kill_mid_stream_and_resumes(
+    crash_setup: CrashSetup, registry_factory: RegistryFactory
+) -> None:
+    reg = registry_factory(crash_setup.overrides, workers=2)
     repo = unique_repo("crash")
-    data = os.urandom(24 * 1024 * 1024)
+    data = os.urandom(24 * MiB)
     client = httpx.Client(base_url=reg.url, timeout=60)
     location = client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
     sent = [0]
 
     def stream() -> None:
         with contextlib.suppress(httpx.HTTPError):
-            httpx.patch(location, content=_slow_body(data, sent, 12 * 1024 * 1024), timeout=60)
+            httpx.patch(location, content=_slow_body(data, sent, 12 * MiB), timeout=60)
 
     worker = threading.Thread(target=stream, daemon=True)
     worker.start()
     deadline = time.monotonic() + 30
-    while sent[0] < 12 * 1024 * 1024 and time.monotonic() < deadline:
+    while sent[0] < 12 * MiB and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     reg.kill()
     worker.join(5)
     client.close()
     reg.start()
-    with httpx.Client(base_url=reg.url, timeout=60) as c:
+    with httpx.Client(base_url=reg.url, timeout=60, follow_redirects=True) as c:
         status = c.get(location)
         assert status.status_code == 204, status.text
         end = int(status.headers["Range"].split("-")[1])
         stored = end + 1 if end else 0
-        assert 0 < stored <= 12 * 1024 * 1024
+        assert 0 < stored <= 12 * MiB
         r = c.patch(
             status.headers["Location"],
             content=data[stored:],
@@ -132,47 +172,130 @@ def test_upload_survives_a_kill_mid_stream_and_resumes(registry_factory: Registr
         assert r.status_code == 201, r.text
         assert c.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
     reg.stop()
-    check_consistency(reg)
+    crash_setup.check_stopped(reg)
 
 
-def test_kill_during_pushes_leaves_a_consistent_store(registry_factory: RegistryFactory) -> None:
-    reg = registry_factory(workers=2)
-    acknowledged: list[tuple[str, str]] = []
-    lock = threading.Lock()
-    stop = threading.Event()
+class Pushers:
+    """Clients pushing images in a loop until the server is killed. Only the kill may end one: any other error
+    (a refused push, a 500, a timeout) is recorded, before the kill or after it. Every blob and manifest is
+    remembered before it is sent, so what the restarted registry serves can be checked against it."""
 
-    def pusher(n: int) -> None:
+    def __init__(self, url: str, count: int, label: str) -> None:
+        self.url = url
+        self.label = label
+        self.killing = threading.Event()
+        self.pushed = [0] * count
+        self.blobs: list[tuple[str, str, bytes]] = []
+        self.manifests: list[tuple[str, str, bytes]] = []
+        self.acknowledged: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._push, args=(n,), daemon=True) for n in range(count)]
+
+    def _push_image(self, c: httpx.Client, repo: str, tag: str) -> str:
+        config = json.dumps({"architecture": "amd64", "os": "linux", "nonce": uuid.uuid4().hex}).encode()
+        layers = [os.urandom(1024 + i) for i in range(2)]
+        descriptors = []
+        for media_type, data in [(OCI_CONFIG, config), *((LAYER, b) for b in layers)]:
+            with self._lock:
+                self.blobs.append((repo, sha256(data), data))
+            descriptors.append({"mediaType": media_type, "digest": push_blob(c, repo, data), "size": len(data)})
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptors[0], "layers": descriptors[1:]}
+        body = json.dumps(manifest).encode()
+        with self._lock:
+            self.manifests.append((repo, sha256(body), body))
+        r = c.put(f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST})
+        assert r.status_code == 201, r.text
+        return sha256(body)
+
+    def _push(self, n: int) -> None:
         repo = f"crash/p{n}"
-        with httpx.Client(base_url=reg.url, timeout=10) as c:
+        with httpx.Client(base_url=self.url, timeout=30) as c:
             i = 0
-            while not stop.is_set():
+            while True:
                 try:
-                    digest, _ = push_image(c, repo, tag=f"t{i}", layers=2)
-                except (httpx.HTTPError, AssertionError):
+                    digest = self._push_image(c, repo, f"{self.label}-t{i}")
+                except httpx.TransportError as exc:
+                    if not self.killing.is_set():
+                        self._error(f"{repo} before the kill: {exc!r}")
                     return
-                with lock:
-                    acknowledged.append((repo, digest))
+                except Exception as exc:  # a push refused, or answered 500
+                    self._error(f"{repo}{' after the kill' if self.killing.is_set() else ''}: {exc!r}")
+                    return
+                with self._lock:
+                    self.acknowledged.append((repo, digest))
+                    self.pushed[n] += 1
                 i += 1
 
-    for _round in range(3):
-        stop.clear()
-        threads = [threading.Thread(target=pusher, args=(n,), daemon=True) for n in range(6)]
-        for t in threads:
+    def _error(self, message: str) -> None:
+        with self._lock:
+            self.errors.append(message)
+
+    def start(self, acknowledged_each: int) -> None:
+        """Start, and return once every client has had `acknowledged_each` pushes acknowledged."""
+        for t in self._threads:
             t.start()
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while min(self.pushed) < acknowledged_each and not self.errors:
+            assert time.monotonic() < deadline, f"pushes never got going: {self.pushed} acknowledged per client"
+            time.sleep(0.05)
+        assert not self.errors, self.errors
+
+    def kill(self, reg: Registry) -> None:
+        self.killing.set()
         reg.kill()
-        stop.set()
-        for t in threads:
-            t.join(15)
-        counts = check_consistency(reg)
-        assert counts["manifests"] >= len(acknowledged) > 0
+        for t in self._threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in self._threads), "a client was still pushing after the kill"
+        assert not self.errors, self.errors
+
+    def check_served(self, reg: Registry) -> None:
+        """Against the restarted registry: whatever it has of what was sent, it serves whole and exact (a
+        blob it lists has its bytes, a manifest it has its blobs), and everything acknowledged is there."""
+        with httpx.Client(base_url=reg.url, timeout=60) as c:
+            present: set[tuple[str, str]] = set()
+            for repo, digest, data in self.blobs:
+                head = c.head(f"/v2/{repo}/blobs/{digest}")  # 307 to object storage, or 200
+                assert head.status_code in (200, 307, 404), (repo, digest, head.status_code)
+                if head.status_code != 404:
+                    present.add((repo, digest))
+                    r = c.get(f"/v2/{repo}/blobs/{digest}", follow_redirects=True)
+                    assert r.status_code == 200, (repo, digest, r.status_code)
+                    assert r.content == data, f"{repo}@{digest}: recorded, but its bytes are not the blob's"
+            for repo, digest, body in self.manifests:
+                r = c.get(f"/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST})
+                assert r.status_code in (200, 404), (repo, digest, r.text)
+                if r.status_code == 200:
+                    assert r.content == body
+                    manifest = json.loads(body)
+                    for d in [manifest["config"], *manifest["layers"]]:
+                        assert (repo, d["digest"]) in present, f"{repo}@{digest} refers to a missing blob"
+            for repo, digest in self.acknowledged:
+                r = c.get(f"/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST})
+                assert r.status_code == 200, f"acknowledged {repo}@{digest} is gone: {r.text}"
+
+
+def test_kill_during_pushes_leaves_a_consistent_store(
+    crash_setup: CrashSetup, registry_factory: RegistryFactory
+) -> None:
+    """Six clients push images until SIGKILL, three times, each time once every client has had pushes
+    acknowledged. After each restart every acknowledged push is there, whole, and nothing is recorded whose
+    bytes are missing."""
+    reg = registry_factory(crash_setup.overrides, workers=2)
+    acknowledged: list[tuple[str, str]] = []
+    for round_ in range(3):
+        pushers = Pushers(reg.url, 6, f"r{round_}")
+        pushers.start(acknowledged_each=2)
+        pushers.kill(reg)
+        acknowledged += pushers.acknowledged
+        counts = crash_setup.check_stopped(reg)
+        assert counts is None or counts["manifests"] >= len(acknowledged) > 0
         reg.start()
+        pushers.check_served(reg)
         with httpx.Client(base_url=reg.url, timeout=30) as c:
             for repo, digest in acknowledged:
                 r = c.get(f"/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST})
                 assert r.status_code == 200, (repo, digest, r.text)
-                for layer in json.loads(r.content)["layers"]:
-                    assert c.head(f"/v2/{repo}/blobs/{layer['digest']}").status_code == 200
     reg.stop()
 
 

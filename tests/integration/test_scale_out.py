@@ -115,8 +115,19 @@ def test_a_tag_moved_on_one_instance_is_seen_on_the_others_at_once(trio: list[Re
             assert response.headers["Docker-Content-Digest"] == second
 
 
+def _cache_entries(instance: Registry, repo: str, digest: str) -> list[str]:
+    """Keys in the instances' Redis database that speak of `digest` in `repo`."""
+    import redis
+
+    addr, db = instance.config["redis"]["addr"], instance.config["redis"]["db"]
+    host, port = addr.rsplit(":", 1)
+    with redis.Redis(host=host, port=int(port), db=db) as r:
+        return [k.decode() for k in r.scan_iter(count=1000) if repo.encode() in k and digest.encode() in k]
+
+
 def test_a_blob_deleted_on_one_instance_is_gone_on_the_others(trio: list[Registry]) -> None:
-    """The Redis blob descriptor cache is shared: a delete anywhere invalidates it everywhere."""
+    """The Redis blob descriptor cache is shared: reads through every instance leave the blob's link in it,
+    and a delete anywhere invalidates it everywhere."""
     repo = unique_repo("trio")
     data = os.urandom(1000)
     digest = sha256(data)
@@ -127,7 +138,9 @@ def test_a_blob_deleted_on_one_instance_is_gone_on_the_others(trio: list[Registr
         )
         for instance in trio:
             assert client.head(f"{instance.url}/v2/{repo}/blobs/{digest}").status_code == 307
+        assert _cache_entries(trio[0], repo, digest), "the link was never cached in Redis"
         assert client.delete(f"{trio[1].url}/v2/{repo}/blobs/{digest}").status_code == 202
+        assert _cache_entries(trio[0], repo, digest) == [], "the delete left the cached link in Redis"
         for instance in trio:
             assert client.head(f"{instance.url}/v2/{repo}/blobs/{digest}").status_code == 404
 

@@ -4,14 +4,20 @@ driver, and health checks."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy.engine import make_url
 
 from portside.health import check
@@ -71,6 +77,21 @@ def test_absolute_urls_follow_http_host_and_forwarded_headers(registry_factory: 
     other = registry_factory({"http": {"host": "https://cdn.example:8443"}})
     r = httpx.post(f"{other.url}/v2/{repo}/blobs/uploads/")
     assert r.headers["Location"].startswith(f"https://cdn.example:8443/v2/{repo}/blobs/uploads/")
+
+
+def test_unknown_registry_variables_are_ignored_with_a_warning(registry_factory: RegistryFactory) -> None:
+    """README: "environment variables that name no key are ignored with a warning": the registry starts and
+    serves, its log warns about each such variable by name, and a known one next to them still applies."""
+    unknown = ["REGISTRY_NO_SUCH_SECTION", "REGISTRY_HTTP_NO_SUCH_KEY", "REGISTRY_AUTH_FILE"]
+    reg = registry_factory(env={name: "ignored" for name in unknown} | {"REGISTRY_HTTP_RELATIVEURLS": "true"})
+    r = httpx.post(f"{reg.url}/v2/{unique_repo('env')}/blobs/uploads/", timeout=10)
+    assert r.status_code == 202, r.text
+    assert r.headers["Location"].startswith("/v2/"), "REGISTRY_HTTP_RELATIVEURLS=true was not applied"
+    log = reg.log_path.read_text(errors="replace").splitlines()
+    for name in unknown:
+        warned = [line for line in log if name in line]
+        assert warned, f"no warning names {name}:\n{reg.log_tail()}"
+        assert any("warn" in line.lower() or "ignor" in line.lower() for line in warned), warned
 
 
 def test_inmemory_storage_serves_a_whole_push_and_pull(registry_factory: RegistryFactory) -> None:
@@ -150,6 +171,46 @@ def test_redirect_middleware_and_redirect_disable(registry_factory: RegistryFact
     with httpx.Client(base_url=plain.url, timeout=30) as c:
         digest = push_blob(c, repo, b"served directly")
         assert c.get(f"/v2/{repo}/blobs/{digest}").content == b"served directly"
+
+
+def test_cloudfront_middleware_redirects_to_signed_urls(registry_factory: RegistryFactory, tmp_path: Path) -> None:
+    """`middleware.storage: cloudfront`: blob GETs and HEADs answer 307 to `baseurl` + the blob's path with a
+    canned-policy signature (`Expires`, `Signature`, `Key-Pair-Id`) that the key pair's public key verifies,
+    valid for `duration`; manifests are still served by the registry."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "cloudfront.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    options = {"baseurl": "https://d111111abcdef8.cloudfront.net", "privatekey": str(pem), "keypairid": "APKAPORT"}
+    reg = registry_factory(
+        {"middleware": {"storage": [{"name": "cloudfront", "options": {**options, "duration": "90s"}}]}}
+    )
+    repo = unique_repo("cloudfront")
+    with httpx.Client(base_url=reg.url, timeout=30) as c:
+        digest = push_blob(c, repo, b"served by cloudfront")
+        _, body = push_image(c, repo, tag="v1")
+        encoded = digest.split(":")[1]
+        resource = f"{options['baseurl']}/docker/registry/v2/blobs/sha256/{encoded[:2]}/{encoded}/data"
+        for method in ("GET", "HEAD"):
+            before = int(time.time())
+            r = c.request(method, f"/v2/{repo}/blobs/{digest}")
+            assert r.status_code == 307, r.text
+            assert r.headers["Docker-Content-Digest"] == digest
+            location = urlsplit(r.headers["Location"])
+            assert f"{location.scheme}://{location.netloc}{location.path}" == resource
+            query = {k: v[0] for k, v in parse_qs(location.query).items()}
+            assert set(query) == {"Expires", "Signature", "Key-Pair-Id"}, query
+            assert query["Key-Pair-Id"] == "APKAPORT"
+            expires = int(query["Expires"])
+            assert before + 90 <= expires <= int(time.time()) + 90, f"Expires {expires}: not now + duration (90s)"
+            policy = json.dumps(
+                {"Statement": [{"Resource": resource, "Condition": {"DateLessThan": {"AWS:EpochTime": expires}}}]},
+                separators=(",", ":"),
+            ).encode()
+            signature = base64.b64decode(query["Signature"].translate(str.maketrans("-_~", "+=/")))
+            key.public_key().verify(signature, policy, padding.PKCS1v15(), hashes.SHA1())
+        assert c.get(f"/v2/{repo}/manifests/v1").content == body
 
 
 @pytest.mark.parametrize("backend", ["s3", "azure", "gcs"])

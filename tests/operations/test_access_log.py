@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import Registry, RegistryFactory
 from tests.operations.support import (
+    RFC3339,
     USER_AGENT,
     Call,
     Client,
@@ -176,3 +177,63 @@ def test_no_access_lines_when_disabled(registry_factory: RegistryFactory) -> Non
     time.sleep(1.5)
     assert access_lines(reg, rid) == []
     assert not [d for d in json_log_lines(reg) if d.get("path") == "/v2/" and d.get("status") is not None]
+
+
+def _formatted(registry_factory: RegistryFactory, formatter: str) -> tuple[Registry, str, str]:
+    """A registry logging with `formatter` and FIELDS, a blob pulled through it with a known request id,
+    and the text of the log once that request's access line is in it."""
+    reg = registry_factory(
+        {"log": {"formatter": formatter, "level": "info", "fields": FIELDS, "accesslog": None}}, workers=2
+    )
+    c = Client(reg.url)
+    repo = unique_repo("format")
+    data = os.urandom(1500)
+    c.push_blob(repo, data)
+    rid = f"ops-format-{uuid.uuid4()}"
+    call = c.request("GET", f"/v2/{repo}/blobs/{sha256(data)}", headers={"X-Request-Id": rid})
+    c.close()
+    assert call.status == 200
+
+    def logged() -> str | None:
+        text = reg.log_path.read_text(errors="replace")
+        return text if rid in text else None
+
+    return reg, rid, wait_until(logged, timeout=10, what=f"the access line of {rid}")
+
+
+def test_text_formatter(registry_factory: RegistryFactory) -> None:
+    """`formatter: text`: no line is JSON; the access line carries the request id, method, path, status,
+    bytes, user agent and repository; `log.fields` end every line, gunicorn's own included."""
+    _, rid, text = _formatted(registry_factory, "text")
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert not [line for line in lines if line.lstrip().startswith("{")], "a JSON line with formatter text"
+    fields = {f"{k}={v}" for k, v in FIELDS.items()}
+    without = [line for line in lines if set(line.split()[-len(fields) :]) != fields]
+    assert not without, f"lines that do not end with log.fields: {without[:5]}"
+    assert any("gunicorn" in line for line in lines), "gunicorn's messages are not in the log"
+    access = [line for line in lines if rid in line]
+    assert len(access) == 1, access
+    for part in ("GET", "/v2/", "/blobs/sha256:", " 200 ", " 1500 ", USER_AGENT, "repository=format/"):
+        assert part in access[0], f"{part!r} not in the access line {access[0]!r}"
+
+
+def test_logstash_formatter(registry_factory: RegistryFactory) -> None:
+    """`formatter: logstash`: every line is a Logstash event (`@timestamp` in RFC 3339, `@version` "1",
+    `message`, `level`) with `log.fields`; the access line also has the documented fields."""
+    reg, rid, text = _formatted(registry_factory, "logstash")
+    lines = [line for line in text.splitlines() if line.strip()]
+    docs = json_log_lines(reg)
+    assert len(docs) == len(lines), [line for line in lines if not line.lstrip().startswith("{")][:5]
+    for doc in docs:
+        assert RFC3339.match(str(doc.get("@timestamp"))), doc
+        assert doc.get("@version") == "1", doc
+        assert isinstance(doc.get("message"), str), doc
+        assert doc["message"], doc
+        assert doc.get("level") in {"debug", "info", "warning", "warn", "error", "critical"}, doc
+        for k, v in FIELDS.items():
+            assert doc.get(k) == v, doc
+    access = [d for d in docs if d.get("request_id") == rid]
+    assert len(access) == 1, access
+    for name in DOCUMENTED:
+        assert name in access[0], f"access line without {name}: {access[0]}"
+    assert (access[0]["method"], int(access[0]["status"]), int(access[0]["bytes"])) == ("GET", 200, 1500)

@@ -11,11 +11,31 @@ A delivery is one event for one endpoint; `--id N` names a delivery by the `id` 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import RegistryFactory
 from tests.operations.receiver import Receiver
-from tests.operations.support import Client, events_list, events_replay, sha256, unique_repo, wait_until
+from tests.operations.support import RFC3339, Client, events_list, events_replay, sha256, unique_repo, wait_until
+
+FIELDS = {
+    "id",
+    "endpoint",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+    "delivered_at",
+    "last_error",
+    "event",
+}
+
+
+def moment(text: str) -> datetime:
+    """A timestamp `list` printed (RFC 3339; UTC when it names no zone)."""
+    assert RFC3339.match(text), text
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def hook(name: str, url: str) -> dict[str, Any]:
@@ -90,9 +110,10 @@ def test_list_shows_failed_deliveries_and_replay_sends_them_again(
 
 
 def test_replay_by_id_and_by_endpoint_queue_only_those(registry_factory: RegistryFactory, receiver: Receiver) -> None:
-    """`replay --id N` queues that delivery again (pending) and no other; `replay --failed --endpoint NAME`
-    queues the failed deliveries of that endpoint only. With the registry stopped the commands work on its
-    configuration; at the next start the queued deliveries are sent."""
+    """`replay --id N` queues that delivery again (pending, its failure count reset) and no other; `replay
+    --failed --endpoint NAME` queues the failed deliveries of that endpoint only. With the registry stopped the
+    commands work on its configuration; at the next start the queued deliveries are sent. Each line of `list`
+    carries the documented fields."""
     receiver.set_mode("fail", "/hook")
     receiver.set_mode("fail", "/other")
     reg = registry_factory(
@@ -128,16 +149,34 @@ def test_replay_by_id_and_by_endpoint_queue_only_those(registry_factory: Registr
     hook_ids = [row.get("id") for row in hook_rows]
     other_ids = {row.get("id") for row in other_rows}
     assert all(isinstance(i, int) for i in hook_ids), f"list must print each delivery's id for `--id`: {hook_rows}"
+    for row in hook_rows + other_rows:
+        assert set(row) == FIELDS, row
+        assert row["status"] == "failed"
+        assert isinstance(row["attempts"], int)
+        assert row["attempts"] >= 2, row
+        assert moment(row["next_attempt_at"]) > moment(row["created_at"]), "a failed delivery is due again later"
+        assert row["delivered_at"] is None
+        assert isinstance(row["last_error"], str)
+        assert "500" in row["last_error"], row
+        assert row["event"]["action"] == "push"
+        assert row["event"]["target"]["digest"] in digests
+    assert {r["endpoint"] for r in hook_rows} == {"hook"}
+    assert {r["endpoint"] for r in other_rows} == {"other"}
     chosen, left = hook_ids
 
     events_replay(reg, "--id", str(chosen))
     assert ids("failed", "hook") == {left}
     assert chosen in ids("pending", "hook")
     assert ids("failed", "other") == other_ids
+    replayed = next(r for r in events_list(reg, "--endpoint", "hook") if r["id"] == chosen)
+    assert replayed["attempts"] == 0, f"replay resets the failure count: {replayed}"
+    assert replayed["status"] == "pending"
+    assert moment(replayed["next_attempt_at"]) <= datetime.now(UTC), "replay queues the delivery at once"
 
     events_replay(reg, "--failed", "--endpoint", "other")
     assert ids("failed", "other") == set()
     assert other_ids <= ids("pending", "other")
+    assert {r["attempts"] for r in events_list(reg, "--endpoint", "other")} == {0}
     assert ids("failed", "hook") == {left}, "replaying another endpoint's deliveries touched this one's"
 
     receiver.set_mode("ok", "/hook")
@@ -150,3 +189,6 @@ def test_replay_by_id_and_by_endpoint_queue_only_those(registry_factory: Registr
         what="the replayed deliveries delivered after the start",
         interval=0.5,
     )
+    for row in events_list(reg, "--status", "delivered"):
+        assert set(row) == FIELDS, row
+        assert moment(row["delivered_at"]) >= moment(row["created_at"]), row

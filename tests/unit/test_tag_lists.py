@@ -24,8 +24,10 @@ def _manifest(n: int) -> NewManifest:
     )
 
 
-async def _namespace(path: Path) -> LocalNamespace:
-    store = MetadataStore(open_database(f"sqlite:///{path}"))
+async def _namespace(path: Path, queries: list[str] | None = None) -> LocalNamespace:
+    """A namespace on the database file; `queries` collects the verb of every statement it runs."""
+    observe = None if queries is None else (lambda verb, seconds: queries.append(verb))
+    store = MetadataStore(open_database(f"sqlite:///{path}", observe=observe))
     await store.migrate()
     return LocalNamespace(InMemoryDriver(), store)
 
@@ -33,15 +35,22 @@ async def _namespace(path: Path) -> LocalNamespace:
 async def test_a_listing_sees_changes_made_by_another_process(tmp_path: Path) -> None:
     # Two namespaces on one database file stand for two worker processes, each with its own list cache.
     db = tmp_path / "shared.db"
-    reader, writer = await _namespace(db), await _namespace(db)
+    queries: list[str] = []
+    reader, writer = await _namespace(db, queries), await _namespace(db)
     try:
         store = writer.store
         await store.registry.link_blob("r", LAYER, 1)
         for n, tag in enumerate(["b", "a", "c"]):
             assert await store.registry.put_manifest("r", _manifest(n), tag=tag) == []
         tags = reader.repository("r").tags
+        queries.clear()
         assert (await tags.page()).items == ["a", "b", "c"]
-        assert await tags.page() == await tags.page()  # served from the kept list
+        first = len(queries)
+        queries.clear()
+        assert (await tags.page()).items == ["a", "b", "c"]
+        # Served from the kept list: one query (the repository's tag-list version), not the list again.
+        assert queries == ["select"], f"a second listing ran {queries}, the first {first} queries"
+        assert first > 1
         assert await store.registry.put_manifest("r", _manifest(9), tag="aa") == []
         assert (await tags.page()).items == ["a", "aa", "b", "c"]
         assert await store.registry.delete_tag("r", "b")

@@ -1,10 +1,12 @@
 """Delivering the outbox: every worker runs a dispatcher; a lease in the metadata store lets only one of them
-send a given endpoint's events at a time, oldest first, and a failing endpoint waits alone."""
+send a given endpoint's events at a time, oldest first, and a failing endpoint waits alone: each endpoint's
+attempt runs as a task of its own, so a slow one never delays the next round for the others."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from dataclasses import replace
@@ -45,6 +47,7 @@ class Dispatcher:
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sending: dict[str, asyncio.Task[None]] = {}  # endpoint name -> its attempt in progress
 
     def start(self) -> None:
         import aiohttp
@@ -69,39 +72,49 @@ class Dispatcher:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._sending:
+            await asyncio.gather(*self._sending.values(), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._wake.clear()
             try:
                 wait = await self._round()
             except Exception:
                 log.exception("notification delivery round failed")
                 wait = IDLE_POLL
-            self._wake.clear()
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _round(self) -> float:
-        """Deliver what is due; returns how long to sleep before looking again."""
+        """Start an attempt for each endpoint that is due and has none in progress; returns how long to sleep
+        before looking again (an attempt that ends wakes the loop)."""
         due = await self.outbox.due_endpoints()
         now = utcnow()
         wait = IDLE_POLL
-        ready = []
         for name, when in due.items():
-            if name not in self.endpoints:
+            if name not in self.endpoints or name in self._sending:
                 continue
             if when <= now:
-                ready.append(name)
+                task = asyncio.get_running_loop().create_task(self._deliver(self.endpoints[name]))
+                self._sending[name] = task
+                task.add_done_callback(functools.partial(self._sent, name))
             else:
                 wait = min(wait, max((when - now).total_seconds(), 0.01))
-        if ready:
-            await asyncio.gather(*(self._deliver(self.endpoints[name]) for name in ready))
-            wait = 0.0
         return wait
+
+    def _sent(self, name: str, task: asyncio.Task[None]) -> None:
+        self._sending.pop(name, None)
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("notification delivery to %s failed", name, exc_info=task.exception())
+            return  # the next poll tries again
+        self._wake.set()  # look again at once: more may be due for this endpoint
 
     async def _deliver(self, endpoint: Endpoint) -> None:
         lease = endpoint.timeout * 2 + 5

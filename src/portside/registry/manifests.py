@@ -62,20 +62,23 @@ def manifest_references(
     manifest: Manifest, options: RegistryOptions, manifest_types: frozenset[str]
 ) -> tuple[list[str], list[str]]:
     """The blobs and manifests (children whose media type is in `manifest_types`) that must be in the repository
-    for `manifest` to be accepted; shared by pushes and imports so both record the same references."""
-    if not options.validation_enabled:
-        return [], []
+    for `manifest` to be accepted; shared by pushes and imports so both record the same references.
+    `validation.disabled` lifts the URL rules and the index checks, as in Docker Distribution; configs and layers
+    must be there all the same."""
     blobs: list[str] = []
     children: list[str] = []
     if manifest.config is not None:
         blobs.append(manifest.config.digest)
     for layer in manifest.layers:
         if layer.urls:
-            _check_urls(layer, options)
+            if options.validation_enabled:
+                _check_urls(layer, options)
         elif layer.media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
             raise ManifestInvalid(f"foreign layer {layer.digest} has no urls")
         else:
             blobs.append(layer.digest)
+    if not options.validation_enabled:
+        return blobs, children
     for child in manifest.manifests:
         if not _wants_child(child, options):
             continue
