@@ -76,6 +76,17 @@ FORBIDDEN = {
     "jobs": ("portside.api", "portside.auth", "portside.tokenserver", "aiohttp", "sqlalchemy"),
     # The HTTP layer speaks to the library only: never to the metadata store or to storage directly.
     "api": ("portside.metadata", "portside.storage", "sqlalchemy", "alembic"),
+    # The web UI's templates and their rendering: what pages look like, nothing of where the data comes from.
+    "ui": (
+        "portside.api",
+        "portside.registry",
+        "portside.metadata",
+        "portside.storage",
+        "portside.auth",
+        "portside.config",
+        "sqlalchemy",
+        "aiohttp",
+    ),
 }
 
 

@@ -551,6 +551,27 @@ class GC(Strict):
         return not self.disabled and not (self.blobs.disabled and self.manifests.disabled)
 
 
+# The API prefixes of the registry's own address, which the UI's pages must leave alone.
+_RESERVED_PATHS = ("/v2/", "/gitlab/", "/portside/", "/openapi.json")
+
+
+class UI(Strict):
+    """The web UI (Portside's): server-rendered pages over the management API, at `path` below http.prefix."""
+
+    enabled: bool = True
+    path: str = "/"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        value = "/" + value.strip("/") + "/" if value.strip("/") else "/"
+        if not re.match(r"^[A-Za-z0-9._~/-]+$", value) or "//" in value:
+            raise ValueError("ui.path may only contain URL path characters")
+        if any(value.startswith(p) for p in _RESERVED_PATHS):
+            raise ValueError(f"ui.path must not lie under the registry's APIs ({', '.join(_RESERVED_PATHS)})")
+        return value
+
+
 class Config(Strict):
     version: str = "0.1"
     log: Log = Log()
@@ -566,6 +587,7 @@ class Config(Strict):
     redis: Redis = Redis()
     middleware: Middleware = Middleware()
     gc: GC = GC()
+    ui: UI = UI()
 
     @model_validator(mode="after")
     def _redis_consistent(self) -> Config:

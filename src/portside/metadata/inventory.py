@@ -224,10 +224,12 @@ def _manifest_size() -> ColumnElement[int]:
     m = manifests
     child = manifests.alias("child")
     listed = manifest_references.alias("listed")
+    # Nested two levels deep, so correlated to the tagged manifest explicitly.
     children = (
         select(child.c.id)
         .select_from(listed.join(child, child.c.digest == listed.c.digest))
         .where(listed.c.manifest_id == m.c.id, listed.c.kind == "manifest", child.c.repository_id == m.c.repository_id)
+        .correlate(m)
     )
     children_bytes = (
         select(func.coalesce(func.sum(child.c.size), 0))
@@ -236,8 +238,10 @@ def _manifest_size() -> ColumnElement[int]:
         .scalar_subquery()
     )
     ref = manifest_references.alias("ref")
-    referenced = select(ref.c.digest).where(
-        ref.c.kind == "blob", or_(ref.c.manifest_id == m.c.id, ref.c.manifest_id.in_(children))
+    referenced = (
+        select(ref.c.digest)
+        .where(ref.c.kind == "blob", or_(ref.c.manifest_id == m.c.id, ref.c.manifest_id.in_(children)))
+        .correlate(m)
     )
     blob_bytes = (
         select(func.coalesce(func.sum(blobs.c.size), 0)).where(blobs.c.digest.in_(referenced)).scalar_subquery()
