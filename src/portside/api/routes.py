@@ -584,8 +584,8 @@ MANAGEMENT_ROUTES = (
 
 
 def delete_rule(params: Mapping[str, str], method: str) -> list[Access]:
-    """Asking to delete, and deleting: `delete` on the repository."""
-    return repository_access(params["name"], DELETE)
+    """Asking to delete and deleting: `delete` on the repository, and `pull`, since the page shows what goes."""
+    return repository_access(params["name"], PULL, DELETE)
 
 
 def ui_routes(path: str) -> tuple[Route, ...]:
