@@ -598,7 +598,8 @@ def ui_routes(path: str) -> tuple[Route, ...]:
     def pages(
         name: str, template: str, description: str, operations: dict[str, Operation], access: AccessRule
     ) -> Route:
-        return Route(name, path + template, description, operations, access, browser=True, error_page=ui.error_page)
+        shown = ui.login_error_page if name == "ui_login" else ui.error_page
+        return Route(name, path + template, description, operations, access, browser=True, error_page=shown)
 
     return (
         pages(

@@ -30,6 +30,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+LOGIN_REALM = "sign in at the login page"
 TITLES = {401: "Sign in required", 403: "Not allowed", 404: "Not found", 405: "Not possible here"}
 
 
@@ -73,7 +74,7 @@ def _common(ctx: Context) -> dict[str, Any]:
 def page(
     ctx: Context, template: str, status: int = 200, headers: dict[str, str] | None = None, **values: Any
 ) -> web.Response:
-    body = render(template, **_common(ctx), **values)
+    body = render(template, **{**_common(ctx), **values})
     return web.Response(
         status=status,
         text=body,
@@ -83,9 +84,7 @@ def page(
     )
 
 
-def error_page(ctx: Context, error: ApiError) -> web.Response:
-    """The UI's answer for an error: a page with the status, code and message, and the error's headers (a
-    challenge among them, so the browser asks for credentials)."""
+def _error_page(ctx: Context, error: ApiError, challenge: bool) -> web.Response:
     status = error.status or error.code.value.status
     values = {
         "title": TITLES.get(status, "Something went wrong" if status >= 500 else "Not possible"),
@@ -93,11 +92,30 @@ def error_page(ctx: Context, error: ApiError) -> web.Response:
         "code": error.code.value.value,
         "message": error.message or error.code.value.message,
         "challenge": status == 401,
+        "here": ctx.request.path_qs if ctx.request.method == "GET" else link(ctx, "ui_home"),
     }
+    if status in (401, 403):  # refused before the grant was known: offer nothing of the registry
+        values.update(can_list=False, signed_in=False, user=None)
+    if challenge:  # on the sign-in page itself: back to where it was asked for
+        values["here"] = ctx.query("next") or link(ctx, "ui_home")
+    headers = {k: v for k, v in (error.headers or {}).items() if k.lower() != "content-type"}
     if status == 401:
         values["message"] = "Sign in with your registry user name and password to see what is stored here."
-    headers = {k: v for k, v in (error.headers or {}).items() if k.lower() != "content-type"}
+        if not challenge:
+            # A challenge a browser does not answer with its own dialog: the page offers to sign in instead.
+            headers["WWW-Authenticate"] = f'Portside realm="{LOGIN_REALM}"'
     return page(ctx, "error.html", status=status, headers=headers, **values)
+
+
+def error_page(ctx: Context, error: ApiError) -> web.Response:
+    """The UI's answer for an error: a page with the status, code and message. Refused for lack of
+    credentials, it shows nothing but a way to sign in (the sign-in page asks the browser for them)."""
+    return _error_page(ctx, error, challenge=False)
+
+
+def login_error_page(ctx: Context, error: ApiError) -> web.Response:
+    """The sign-in page's errors keep the controller's challenge, so the browser asks for credentials."""
+    return _error_page(ctx, error, challenge=True)
 
 
 # ---------------------------------------------------------------------------------------------- pages
