@@ -36,12 +36,15 @@ def as_user(who: str) -> dict[str, str]:
     return basic(who, USERS[who])
 
 
-def assert_sign_in_page(r: httpx.Response, realm: str, stage: Stage) -> None:
-    """401 with the Basic challenge (so a browser asks for credentials) and a page that shows nothing stored."""
+def assert_sign_in_page(r: httpx.Response, realm: str, stage: Stage, login: bool = False) -> None:
+    """401 and a page that shows nothing stored but a link to sign in; that link's page (`login`) carries the
+    Basic challenge, so the browser asks for credentials there (and sends them below its path after)."""
     assert r.status_code == 401, r.text[:300]
-    assert r.headers["WWW-Authenticate"] == f'Basic realm="{realm}"'
+    challenge = f'Basic realm="{realm}"' if login else 'Portside realm="sign in at the login page"'
+    assert r.headers["WWW-Authenticate"] == challenge
     assert r.headers["Content-Type"].startswith("text/html")
     assert "Sign in" in r.text
+    assert re.search(r'href="/login\?next=[^"]+"', r.text), r.text
     assert stage.repo not in r.text
     assert stage.manifest_digest not in r.text
     assert stage.manifest_digest.split(":")[1][:12] not in r.text
@@ -89,7 +92,9 @@ def test_ui_shows_nothing_before_signing_in(stage: Stage, page: str) -> None:
 
 
 def test_ui_login_challenges_then_returns_home(stage: Stage) -> None:
-    assert_sign_in_page(stage.client.get("/login"), BASIC_REALM, stage)
+    assert_sign_in_page(stage.client.get("/login"), BASIC_REALM, stage, login=True)
+    wrong = stage.client.get("/login", headers=basic("puller", WRONG_PASSWORD))
+    assert_sign_in_page(wrong, BASIC_REALM, stage, login=True)
     r = stage.client.get("/login", params={"next": f"/repositories/{stage.repo}"}, headers=as_user("puller"))
     assert r.status_code == 303
     assert r.headers["Location"] == f"/repositories/{stage.repo}"

@@ -82,7 +82,10 @@ def test_silly_auth_asks_browsers_for_any_credentials(registry_factory: Registry
     reg = registry_factory({"auth": {"silly": {"realm": "https://auth.example/token", "service": "registry"}}})
     first = httpx.get(f"{reg.url}/")
     assert first.status_code == 401
-    assert first.headers["WWW-Authenticate"] == 'Basic realm="Portside"'
+    assert 'href="/login?next=%2F"' in first.text
+    login = httpx.get(f"{reg.url}/login")
+    assert login.status_code == 401
+    assert login.headers["WWW-Authenticate"] == 'Basic realm="Portside"'
     anyone = {"Authorization": "Basic " + base64.b64encode(b"dev:anything").decode()}
     assert httpx.get(f"{reg.url}/", headers=anyone).status_code == 200
     # The registry API keeps silly's Bearer challenge.
