@@ -95,6 +95,21 @@ class Metrics:
     def gc_failed(self, queue: str, count: int) -> None:
         return None
 
+    def proxy_request(self, kind: str, result: str) -> None:
+        """A pull-through cache answered a manifest or blob request: hit, miss, stale or error."""
+        return None
+
+    def proxy_upstream_bytes(self, count: int) -> None:
+        return None
+
+    def proxy_upstream_error(self, status: object) -> None:
+        """An upstream failed: its HTTP status, or why it could not be asked (unreachable, timeout)."""
+        return None
+
+    def proxy_join(self) -> None:
+        """A request for a blob being fetched joined that fetch instead of starting another."""
+        return None
+
 
 class PrometheusMetrics(Metrics):
     enabled = True
@@ -132,6 +147,10 @@ class PrometheusMetrics(Metrics):
         self.gc_deletes = Counter("portside_gc_deleted", "Items garbage collection removed", ["kind"])
         self.gc_bytes = Counter("portside_gc_reclaimed_bytes", "Blob bytes garbage collection removed")
         self.gc_failures = Counter("portside_gc_failures", "Garbage collection removals that failed", ["queue"])
+        self.proxy_requests = Counter("portside_proxy_requests", "Pull-through cache answers", ["kind", "result"])
+        self.proxy_bytes = Counter("portside_proxy_upstream_bytes", "Blob bytes fetched from upstream")
+        self.proxy_errors = Counter("portside_proxy_upstream_errors", "Upstream failures", ["status"])
+        self.proxy_joins = Counter("portside_proxy_single_flight_joins", "Requests that joined a fetch in flight")
         self.job_runs = Counter("portside_job_runs", "Background job runs", ["job", "outcome"])
         self.job_duration = Histogram(
             "portside_job_duration_seconds",
@@ -185,6 +204,18 @@ class PrometheusMetrics(Metrics):
     def gc_failed(self, queue: str, count: int) -> None:
         if count:
             self.gc_failures.labels(queue).inc(count)
+
+    def proxy_request(self, kind: str, result: str) -> None:
+        self.proxy_requests.labels(kind, result).inc()
+
+    def proxy_upstream_bytes(self, count: int) -> None:
+        self.proxy_bytes.inc(count)
+
+    def proxy_upstream_error(self, status: object) -> None:
+        self.proxy_errors.labels(str(status)).inc()
+
+    def proxy_join(self) -> None:
+        self.proxy_joins.inc()
 
     def job(self, name: str, seconds: float, error: str | None) -> None:
         self.job_runs.labels(name, "failure" if error is not None else "success").inc()

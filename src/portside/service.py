@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from portside.config import Config
@@ -18,7 +19,7 @@ from portside.metadata.gc import Policy
 from portside.metadata.imports import ImportStore
 from portside.metadata.store import MetadataStore
 from portside.metrics import Metrics
-from portside.registry import LocalNamespace, RegistryOptions
+from portside.registry import LocalNamespace, Namespace, RegistryOptions
 from portside.registry.cache import LINK_TTL_SECONDS, BlobDescriptorCache, NoCache, RedisCache
 from portside.storage import factory
 from portside.storage import middleware as storage_middleware
@@ -81,6 +82,17 @@ async def open_namespace(config: Config, *, migrate: bool = False, metrics: Metr
     if migrate:
         await run_migrations(store.db)
     return LocalNamespace(driver, store, registry_options(config), cache=open_cache(config))
+
+
+def serving_namespace(config: Config, local: LocalNamespace, metrics: Metrics | None = None) -> Namespace:
+    """What the HTTP layer serves: the local namespace, or a pull-through cache over it (`proxy:`)."""
+    upstreams = config.proxy.upstreams
+    if not upstreams:
+        return local
+    from portside.proxy.namespace import ProxyNamespace, upstreams_from
+
+    spool = Path(config.proxy.spooldirectory) if config.proxy.spooldirectory else None
+    return ProxyNamespace(local, upstreams_from(upstreams), config.proxy.local, spool, metrics)
 
 
 def open_cache(config: Config) -> BlobDescriptorCache:

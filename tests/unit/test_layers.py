@@ -74,6 +74,29 @@ FORBIDDEN = {
         "sqlalchemy",
     ),
     "jobs": ("portside.api", "portside.auth", "portside.tokenserver", "aiohttp", "sqlalchemy"),
+    # A client of another registry implements the library's interfaces; it knows nothing of this one's store.
+    "client": (
+        "portside.api",
+        "portside.jobs",
+        "portside.notifications",
+        "portside.service",
+        "portside.metadata",
+        "portside.storage",
+        "portside.proxy",
+        "portside.auth",
+        "portside.tokenserver",
+        "sqlalchemy",
+    ),
+    "proxy": (
+        "portside.api",
+        "portside.jobs",
+        "portside.service",
+        "portside.auth",
+        "portside.tokenserver",
+        "portside.storage",
+        "sqlalchemy",
+        "aiohttp",
+    ),
     # The HTTP layer speaks to the library only: never to the metadata store or to storage directly.
     "api": ("portside.metadata", "portside.storage", "sqlalchemy", "alembic"),
     # The web UI's templates and their rendering: what pages look like, nothing of where the data comes from.

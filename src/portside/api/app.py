@@ -30,12 +30,12 @@ from portside.config.schema import split_addr
 from portside.health import HealthChecker
 from portside.jobs import JobRunner
 from portside.jobs.gc import gc_jobs, gc_queue_gauges
-from portside.jobs.maintenance import maintenance_jobs
+from portside.jobs.maintenance import maintenance_jobs, proxy_jobs
 from portside.metrics import Gauge, Metrics, PrometheusMetrics
 from portside.notifications import PENDING_EVENTS, Dispatcher, NotificationSink, RequestRecord
 from portside.registry import LocalNamespace, RegistryError
 from portside.registry.inventory import LocalInventory
-from portside.service import open_namespace
+from portside.service import open_namespace, serving_namespace
 
 log = logging.getLogger("portside.api")
 access_log = logging.getLogger("portside.access")
@@ -370,9 +370,12 @@ def create_app(config: Config, *, migrate: bool = False) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         metrics: Metrics = PrometheusMetrics() if config.http.debug.prometheus.enabled else Metrics()
         namespace = await open_namespace(config, migrate=migrate, metrics=metrics)
+        served = serving_namespace(config, namespace, metrics)
         services = _services(config, namespace, metrics)
+        services.namespace = served
         app[SERVICES] = services
         background = maintenance_jobs(config, namespace) + gc_jobs(config, namespace, metrics)
+        background += proxy_jobs(config, served)
         jobs = JobRunner(background, namespace.store.leases, metrics)
         if services.dispatcher is not None:
             services.dispatcher.start()
@@ -383,7 +386,7 @@ def create_app(config: Config, *, migrate: bool = False) -> web.Application:
         if services.dispatcher is not None:
             await services.dispatcher.stop()
         await services.health.stop()
-        await namespace.close()
+        await served.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_common_headers)

@@ -95,8 +95,23 @@ _LIBRARY_CODES: tuple[tuple[type[registry.RegistryError], ErrorCode, int | None]
 )
 
 
+_UPSTREAM_STATUS = {"throttled": 429, "timeout": 504, "unreachable": 503, "failing": 502}
+
+
+def _upstream(exc: registry.UpstreamUnavailable | registry.UpstreamError) -> ApiError:
+    """A cache's upstream failed it: 429 (with its Retry-After) when throttled, else a gateway status."""
+    if isinstance(exc, registry.UpstreamError):
+        return ApiError(ErrorCode.UNAVAILABLE, exc.message, status=502)
+    status = _UPSTREAM_STATUS.get(exc.reason, 502)
+    code = ErrorCode.TOOMANYREQUESTS if status == 429 else ErrorCode.UNAVAILABLE
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
+    return ApiError(code, exc.message, status=status, headers=headers)
+
+
 def from_library(exc: registry.RegistryError, headers: Mapping[str, str] | None = None) -> ApiError:
     """The API error for a library error; raises TypeError for a class with no mapping (a programming error)."""
+    if isinstance(exc, registry.UpstreamUnavailable | registry.UpstreamError):
+        return _upstream(exc)
     if isinstance(exc, registry.ManifestBlobUnknown):
         first, *rest = exc.digests
         extra = tuple((ErrorCode.MANIFEST_BLOB_UNKNOWN, f"blob unknown to registry: {d}", {"digest": d}) for d in rest)

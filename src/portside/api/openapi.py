@@ -29,6 +29,8 @@ HEADERS: dict[str, str] = {
     "OCI-Filters-Applied": "`artifactType` when the listing was filtered by it.",
     "WWW-Authenticate": "How to authenticate: a Basic or Bearer challenge.",
     "Allow": "The methods the route serves.",
+    "Warning": 'A pull-through cache serving a copy its upstream could not confirm: `110 - "..."`.',
+    "Retry-After": "How long to wait before trying again (a throttled upstream).",
 }
 
 PATH_PARAMETERS: dict[str, str] = {
@@ -220,6 +222,9 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
         by_status[code.value.status].append(code.value.value)
     if method == "PUT" and route.name == "manifest":
         by_status[413].append(ErrorCode.MANIFEST_INVALID.value.value)
+    if ErrorCode.UNAVAILABLE in route.errors(method):  # a cache's upstream: failing (502) or too slow (504)
+        by_status[502].append(ErrorCode.UNAVAILABLE.value.value)
+        by_status[504].append(ErrorCode.UNAVAILABLE.value.value)
     for status, codes in sorted(by_status.items()):
         response = {"description": ", ".join(codes), "content": _content("Error")}
         if status == 401:

@@ -189,6 +189,8 @@ PAGE = (
 BLOB_HEADERS = ("Content-Length", "Content-Type", "Docker-Content-Digest", "ETag", "Accept-Ranges", "Cache-Control")
 MANIFEST_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "ETag")
 SESSION_HEADERS = ("Location", "Range", "Docker-Upload-UUID")
+# What a pull-through cache answers when its upstream cannot: throttled (429) or unavailable (502, 503, 504).
+UPSTREAM = (E.TOOMANYREQUESTS, E.UNAVAILABLE)
 CREATED_BLOB = Answer(201, "The blob is stored and linked into the repository.", ("Location", "Docker-Content-Digest"))
 
 REGISTRY_ROUTES = (
@@ -227,7 +229,7 @@ REGISTRY_ROUTES = (
                 listing.tags_list,
                 "List tags.",
                 (Answer(200, "A page of tags.", ("Link",), "TagList"),),
-                (E.NAME_UNKNOWN, E.PAGINATION_NUMBER_INVALID),
+                (E.NAME_UNKNOWN, E.PAGINATION_NUMBER_INVALID, *UPSTREAM),
                 query=PAGE,
             )
         },
@@ -245,7 +247,7 @@ REGISTRY_ROUTES = (
                     Answer(200, "The manifest.", MANIFEST_HEADERS, "Manifest"),
                     Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
                 ),
-                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID),
+                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID, *UPSTREAM),
             ),
             "HEAD": Operation(
                 manifests.get_manifest,
@@ -254,7 +256,7 @@ REGISTRY_ROUTES = (
                     Answer(200, "The manifest exists.", MANIFEST_HEADERS),
                     Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
                 ),
-                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID),
+                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID, *UPSTREAM),
             ),
             "PUT": Operation(
                 manifests.put_manifest,
@@ -345,7 +347,7 @@ REGISTRY_ROUTES = (
                     Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
                     Answer(307, "Fetch it from the storage backend directly.", ("Location", "Docker-Content-Digest")),
                 ),
-                (E.BLOB_UNKNOWN, E.DIGEST_INVALID, E.NAME_UNKNOWN, E.RANGE_INVALID),
+                (E.BLOB_UNKNOWN, E.DIGEST_INVALID, E.NAME_UNKNOWN, E.RANGE_INVALID, *UPSTREAM),
             ),
             "HEAD": Operation(
                 blobs.get_blob,
@@ -355,7 +357,7 @@ REGISTRY_ROUTES = (
                     Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
                     Answer(307, "Check it at the storage backend directly.", ("Location", "Docker-Content-Digest")),
                 ),
-                (E.BLOB_UNKNOWN, E.DIGEST_INVALID, E.NAME_UNKNOWN),
+                (E.BLOB_UNKNOWN, E.DIGEST_INVALID, E.NAME_UNKNOWN, *UPSTREAM),
             ),
             "DELETE": Operation(
                 blobs.delete_blob,
@@ -379,7 +381,7 @@ REGISTRY_ROUTES = (
                         200, "An image index of the referrers.", ("Content-Type", "OCI-Filters-Applied"), "ImageIndex"
                     ),
                 ),
-                (E.DIGEST_INVALID,),
+                (E.DIGEST_INVALID, *UPSTREAM),
                 query=(Param("artifactType", "Only referrers of this artifact type."),),
             )
         },

@@ -572,6 +572,64 @@ class UI(Strict):
         return value
 
 
+class ProxyRemote(Strict):
+    """One upstream of a pull-through cache: repositories named `<prefix>/...` are fetched from `url` (the rest
+    of the name is the upstream's), or every repository when `prefix` is empty."""
+
+    prefix: str = ""
+    url: str
+    username: str = ""
+    password: str = ""
+    ttl: Duration = 168 * 3600.0
+    skipverify: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("a proxy url must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if value and not re.match(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$", value):
+            raise ValueError(f"proxy prefix {value!r} is not a repository name prefix")
+        return value
+
+
+class Proxy(Strict):
+    """A pull-through cache (Docker Distribution's `proxy:` keys, and Portside's `remotes` for several
+    upstreams). `local: true` lets repositories that no upstream's prefix names be pushed to as usual."""
+
+    remoteurl: str = ""
+    username: str = ""
+    password: str = ""
+    ttl: Duration = 168 * 3600.0
+    remotes: list[ProxyRemote] = Field(default_factory=list)
+    local: bool = False
+    spooldirectory: str = ""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Proxy:
+        if self.remoteurl and self.remotes:
+            raise ValueError("proxy: give remoteurl or remotes, not both")
+        prefixes = [r.prefix for r in self.remotes]
+        if len(prefixes) != len(set(prefixes)):
+            raise ValueError("proxy.remotes: prefixes must be unique")
+        if "" in prefixes and len(prefixes) > 1:
+            raise ValueError("proxy.remotes: a remote without a prefix takes every name; it must be the only one")
+        return self
+
+    @property
+    def upstreams(self) -> list[ProxyRemote]:
+        if self.remoteurl:
+            single = {"url": self.remoteurl, "username": self.username, "password": self.password}
+            return [ProxyRemote.model_validate({**single, "ttl": f"{self.ttl}s"})]
+        return list(self.remotes)
+
+
 class Config(Strict):
     version: str = "0.1"
     log: Log = Log()
@@ -587,6 +645,7 @@ class Config(Strict):
     redis: Redis = Redis()
     middleware: Middleware = Middleware()
     gc: GC = GC()
+    proxy: Proxy = Proxy()
     ui: UI = UI()
 
     @model_validator(mode="after")

@@ -1,5 +1,5 @@
-"""The registry's housekeeping as jobs: upload purging (`storage.maintenance.uploadpurging`) and outbox
-pruning (`notifications.outbox`), each behind its own configuration."""
+"""The registry's housekeeping as jobs: upload purging (`storage.maintenance.uploadpurging`), outbox pruning
+(`notifications.outbox`) and a pull-through cache's expiry (`proxy`), each behind its own configuration."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 from portside.config import Config
 from portside.jobs.runner import Job
 from portside.metadata.records import utcnow
-from portside.registry import LocalNamespace
+from portside.registry import LocalNamespace, Namespace
 
 
 def maintenance_jobs(config: Config, namespace: LocalNamespace) -> list[Job]:
@@ -30,3 +30,19 @@ def maintenance_jobs(config: Config, namespace: LocalNamespace) -> list[Job]:
 
         jobs.append(Job("outboxpruning", prune, outbox.pruneinterval))
     return jobs
+
+
+def proxy_jobs(config: Config, namespace: Namespace) -> list[Job]:
+    """Expiry of what a pull-through cache fetched and nobody pulled for its upstream's TTL: the manifests are
+    deleted, and garbage collection takes the blobs once their own TTL has passed."""
+    from portside.proxy import ProxyNamespace
+
+    if not isinstance(namespace, ProxyNamespace) or config.storage.maintenance.readonly.enabled:
+        return []
+    shortest = min(upstream.ttl for upstream in namespace.upstreams)
+    cache = namespace
+
+    async def expire() -> None:
+        await cache.expire()
+
+    return [Job("proxyexpiry", expire, max(1.0, min(3600.0, shortest / 4)))]

@@ -198,7 +198,7 @@ _REPO: Any = bindparam("repository_id")
 
 # Manifests: lock, then look again.
 _LOCK_MANIFESTS = (
-    select(_m.id, _m.digest, _m.media_type, _m.subject_digest, _m.created_at, _r.name)
+    select(_m.id, _m.digest, _m.media_type, _m.subject_digest, _m.created_at, _m.keep_until, _r.name)
     .join(repositories, _r.id == _m.repository_id)
     .where(_m.repository_id == _REPO, _m.digest.in_(_DIGESTS))
     .order_by(_m.id)
@@ -218,7 +218,7 @@ _DELETE_MANIFESTS = delete(manifests).where(_m.id.in_(_IDS))
 
 # Links: lock, then look again.
 _LOCK_LINKS = (
-    select(_rb.digest, _rb.created_at, _rb.touched_at)
+    select(_rb.digest, _rb.created_at, _rb.touched_at, _rb.keep_until)
     .where(_rb.repository_id == _REPO, _rb.digest.in_(_DIGESTS))
     .order_by(_rb.digest)
     .with_for_update()
@@ -312,6 +312,11 @@ def _seen(created: datetime, touched: datetime | None) -> datetime:
     return max(created, touched) if touched is not None else created
 
 
+def _kept_until(by_delay: datetime, by_cache: datetime | None) -> datetime:
+    """How long a row is kept: the review delay past when it was last relied on, or a cache's retention."""
+    return max(by_delay, by_cache) if by_cache is not None else by_delay
+
+
 # ---------------------------------------------------------------------------------------------- the collector's side
 
 
@@ -386,8 +391,9 @@ class GCMetadata:
         for row in found:
             if row.id in tagged or row.digest in parents:
                 continue
-            if row.created_at > now - self.delay:  # pushed by digest, perhaps before its index or its tag
-                later = {"repo": repository_id, "item": row.digest, "due": row.created_at + self.delay}
+            keep = _kept_until(row.created_at + self.delay, row.keep_until)
+            if keep > now:  # pushed by digest (perhaps before its index or its tag), or a cache keeps it
+                later = {"repo": repository_id, "item": row.digest, "due": keep}
                 db.execute(conn, _LATER[gc_manifest_reviews.name], later)
                 postponed.add(row.digest)
             elif row.subject_digest:
@@ -454,9 +460,9 @@ class GCMetadata:
         for row in found:
             if row.digest in referenced:
                 continue
-            seen = _seen(row.created_at, row.touched_at)
-            if seen > now - self.delay:
-                later = {"repo": repository_id, "item": row.digest, "due": seen + self.delay}
+            keep = _kept_until(_seen(row.created_at, row.touched_at) + self.delay, row.keep_until)
+            if keep > now:
+                later = {"repo": repository_id, "item": row.digest, "due": keep}
                 db.execute(conn, _LATER[gc_link_reviews.name], later)
                 postponed.add(row.digest)
             else:
@@ -553,7 +559,7 @@ _MANIFESTS_OF = (
         _m.id,
         _m.digest,
         _m.subject_digest,
-        _m.created_at,
+        func.coalesce(_m.keep_until, _m.created_at).label("created_at"),
         exists().where(_t.manifest_id == _m.id).label("tagged"),
     )
     .where(_m.repository_id.in_(_IDS))
@@ -589,6 +595,7 @@ _MISSING_LINKS = (
     .join(repositories, _r.id == _m.repository_id)
     .where(
         _mr.kind == BLOB_REF,
+        _m.keep_until.is_(None),  # a cache fetches what a manifest references when it is pulled
         ~exists().where(_rb.repository_id == _m.repository_id, _rb.digest == _mr.digest),
     )
     .order_by(_r.name, _m.digest)
@@ -600,6 +607,7 @@ _MISSING_CHILDREN = (
     .join(repositories, _r.id == _m.repository_id)
     .where(
         _mr.kind == MANIFEST_REF,
+        _m.keep_until.is_(None),
         ~exists().where(_child.c.repository_id == _m.repository_id, _child.c.digest == _mr.digest),
     )
     .order_by(_r.name, _m.digest)
@@ -611,6 +619,7 @@ _GARBAGE_LINKS = (
     .where(
         _rb.repository_id.in_(_IDS),
         func.coalesce(_rb.touched_at, _rb.created_at) < bindparam("cutoff"),
+        or_(_rb.keep_until.is_(None), _rb.keep_until < bindparam("now")),
         ~exists().where(
             _mr.digest == _rb.digest,
             _mr.kind == BLOB_REF,
@@ -639,6 +648,7 @@ def _kept_link(cutoff: Any) -> Any:
     """A link stays: relied on since `cutoff`, or referenced by a manifest of its repository that stays."""
     return or_(
         func.coalesce(_rb.touched_at, _rb.created_at) >= cutoff,
+        and_(_rb.keep_until.is_not(None), _rb.keep_until >= bindparam("now")),
         exists().where(
             _mr.digest == _rb.digest,
             _mr.kind == BLOB_REF,
@@ -678,7 +688,7 @@ _REFERRERS_WITH_SUBJECT = (
         _m.id,
         _m.digest,
         _m.subject_digest,
-        _m.created_at,
+        func.coalesce(_m.keep_until, _m.created_at).label("created_at"),
         exists().where(_t.manifest_id == _m.id).label("tagged"),
         exists()
         .where(_child.c.repository_id == _m.repository_id, _child.c.digest == _m.subject_digest)
@@ -756,7 +766,8 @@ class Marking:
 
     async def garbage_links(self, repository_ids: Sequence[int], cutoff: datetime) -> list[tuple[int, str]]:
         """Links of these repositories that no manifest references and nobody relied on since `cutoff`."""
-        rows = await self.db.fetch(_GARBAGE_LINKS, {"ids": list(repository_ids), "cutoff": cutoff})
+        params = {"ids": list(repository_ids), "cutoff": cutoff, "now": utcnow()}
+        rows = await self.db.fetch(_GARBAGE_LINKS, params)
         return [(row.repository_id, row.digest) for row in rows]
 
     async def unlinked_blobs(self, after: str, limit: int) -> list[tuple[str, int]]:
@@ -813,23 +824,25 @@ class Marking:
 def _would_go(
     db: Database, conn: Connection, cutoff: datetime, removed: Callable[[str, str, int], None], page: int
 ) -> WouldGo:
-    out = WouldGo()
+    out, now = WouldGo(), utcnow()
     after_repo, after_digest = 0, ""
     while rows := db.execute(
-        conn, _LINKS_WOULD_GO, {"after_repo": after_repo, "after_digest": after_digest, "cutoff": cutoff, "limit": page}
+        conn,
+        _LINKS_WOULD_GO,
+        {"after_repo": after_repo, "after_digest": after_digest, "cutoff": cutoff, "now": now, "limit": page},
     ).rows:
         out.links += len(rows)
         for row in rows:
             removed("link", f"{row.repository_id}@{row.digest}", 0)
         after_repo, after_digest = rows[-1].repository_id, rows[-1].digest
     after = ""
-    while rows := db.execute(conn, _BLOBS_WOULD_GO, {"after": after, "cutoff": cutoff, "limit": page}).rows:
+    while rows := db.execute(conn, _BLOBS_WOULD_GO, {"after": after, "cutoff": cutoff, "now": now, "limit": page}).rows:
         out.blobs += len(rows)
         for row in rows:
             out.bytes += int(row.size)
             removed("blob", row.digest, int(row.size))
         after = rows[-1].digest
-    for row in db.execute(conn, _REPOSITORIES_WOULD_GO, {"cutoff": cutoff}).rows:
+    for row in db.execute(conn, _REPOSITORIES_WOULD_GO, {"cutoff": cutoff, "now": now}).rows:
         out.repositories += 1
         removed("repository", row.name, 0)
     return out

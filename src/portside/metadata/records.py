@@ -27,6 +27,8 @@ class ManifestRecord:
     artifact_type: str | None
     subject_digest: str | None
     annotations_json: str | None
+    keep_until: datetime | None = None
+    """Set on what a pull-through cache fetched: it is kept until then."""
 
     @property
     def annotations(self) -> dict[str, str] | None:

@@ -44,6 +44,7 @@ _MANIFEST_COLUMNS = (
     manifests.c.artifact_type,
     manifests.c.subject_digest,
     manifests.c.annotations,
+    manifests.c.keep_until,
 )
 
 
@@ -56,6 +57,7 @@ def _manifest(row: Any) -> ManifestRecord:
         artifact_type=row.artifact_type,
         subject_digest=row.subject_digest,
         annotations_json=row.annotations,
+        keep_until=row.keep_until,
     )
 
 
@@ -143,6 +145,23 @@ _TOUCH_LINK = (
     .where(repository_blobs.c.repository_id == _REPO, repository_blobs.c.digest == bindparam("link"))
     .values(touched_at=bindparam("now"))
 )
+_KEEP_MANIFEST = (
+    update(manifests)
+    .where(manifests.c.repository_id == _REPO, manifests.c.digest == bindparam("item"))
+    .values(keep_until=bindparam("until"))
+)
+_KEEP_LINK = (
+    update(repository_blobs)
+    .where(repository_blobs.c.repository_id == _REPO, repository_blobs.c.digest == bindparam("item"))
+    .values(keep_until=bindparam("until"))
+)
+_EXPIRED = (
+    select(repositories.c.name, manifests.c.digest)
+    .join(repositories, repositories.c.id == manifests.c.repository_id)
+    .where(manifests.c.keep_until < bindparam("now"))
+    .order_by(manifests.c.keep_until)
+    .limit(bindparam("limit"))
+)
 _UNLINK_BLOB = delete(repository_blobs).where(
     repository_blobs.c.repository_id == _REPO, repository_blobs.c.digest == bindparam("digest")
 )
@@ -203,6 +222,7 @@ class _Upserts:
                 subject_digest=bindparam("subject_digest"),
                 annotations=bindparam("annotations"),
                 created_at=bindparam("now"),
+                keep_until=bindparam("keep_until"),
             )
             .on_conflict_do_nothing()
             .returning(manifests.c.id)
@@ -323,6 +343,17 @@ class RegistryMetadata:
 
         return bool(await self.db.write(work))
 
+    async def cache_until(self, name: str, digest: str, until: datetime, manifest: bool) -> None:
+        """A pull-through cache served the manifest (or the blob) again: keep it until `until`."""
+        statement = _KEEP_MANIFEST if manifest else _KEEP_LINK
+        params = {"name": name, "item": digest, "until": until}
+        await self.db.write(lambda conn: self.db.execute(conn, statement, params))
+
+    async def expired_cache(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(repository, digest) of cached manifests no pull kept past `now`, oldest first."""
+        rows = await self.db.fetch(_EXPIRED, {"now": now, "limit": limit})
+        return [(row.name, row.digest) for row in rows]
+
     async def keep_link(self, name: str, digest: str) -> bool:
         """A client was told that `name` holds the blob: keep the link for at least the review delay even if
         no manifest comes to reference it. False when the link is gone."""
@@ -359,13 +390,22 @@ class RegistryMetadata:
         return [digest for digest in ordered if digest not in found]
 
     async def put_manifest(
-        self, name: str, new: NewManifest, tag: str | None = None, entries: Sequence[OutboxEntry] = ()
+        self,
+        name: str,
+        new: NewManifest,
+        tag: str | None = None,
+        entries: Sequence[OutboxEntry] = (),
+        *,
+        cached_until: datetime | None = None,
     ) -> list[str]:
-        """Record the manifest (and move `tag` to it) unless references are missing; returns those missing."""
+        """Record the manifest (and move `tag` to it) unless references are missing; returns those missing.
+
+        With `cached_until` it is a pull-through cache's copy: recorded whether or not its content has been
+        fetched yet (its references are recorded all the same), and kept until then."""
         now = utcnow()
 
         def work(conn: Connection) -> None:
-            self._put_manifest(conn, name, new, tag, now)
+            self._put_manifest(conn, name, new, tag, now, cached_until)
             outbox.record(self.db, conn, entries)
 
         try:
@@ -374,9 +414,11 @@ class RegistryMetadata:
             return exc.digests
         return []
 
-    def _put_manifest(self, conn: Connection, name: str, new: NewManifest, tag: str | None, now: datetime) -> None:
+    def _put_manifest(
+        self, conn: Connection, name: str, new: NewManifest, tag: str | None, now: datetime, cached: datetime | None
+    ) -> None:
         repository_id = self._ensure_repository(conn, name, now)
-        missing = self._missing(conn, repository_id, new.blob_refs, new.manifest_refs)
+        missing = [] if cached is not None else self._missing(conn, repository_id, new.blob_refs, new.manifest_refs)
         if missing:
             raise _MissingReferences(missing)
         inserted = self.db.execute(
@@ -392,6 +434,7 @@ class RegistryMetadata:
                 "subject_digest": new.subject_digest,
                 "annotations": json.dumps(new.annotations) if new.annotations else None,
                 "now": now,
+                "keep_until": cached,
             },
         )
         manifest_id = inserted.scalar()
@@ -403,7 +446,7 @@ class RegistryMetadata:
             refs += [{"manifest_id": manifest_id, "digest": d, "kind": MANIFEST_REF} for d in set(new.manifest_refs)]
             if refs:
                 self.db.execute(conn, _INSERT_REFERENCES, refs)
-            if tag is None and self.reviews is not None:  # no tag yet: perhaps never one
+            if tag is None and self.reviews is not None and cached is None:  # no tag yet: perhaps never one
                 self.reviews.manifests(conn, repository_id, [new.digest], "manifest_upload")
         if tag is not None:
             self._upsert_tag(conn, repository_id, tag, manifest_id, new.digest, now)

@@ -83,6 +83,8 @@ repository_blobs = Table(
     # When the link was last relied on without a manifest to keep it (a blob HEAD, an upload of the same blob):
     # garbage collection keeps an unreferenced link for gc.reviewafter after this (migration 0006).
     Column("touched_at", UTCDateTime(), nullable=True),
+    # A pull-through cache keeps what it fetched until then, whatever the review delay (migration 0007).
+    Column("keep_until", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("repository_id", "digest"),
     Index("ix_repository_blobs_digest", "digest"),
 )
@@ -100,8 +102,11 @@ manifests = Table(
     Column("subject_digest", String(DIGEST_LENGTH), nullable=True),
     Column("annotations", Text, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Set for what a pull-through cache fetched: expired (deleted) once no pull moved it past now.
+    Column("keep_until", UTCDateTime(), nullable=True),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
+    Index("ix_manifests_keep_until", "keep_until"),
 )
 
 manifest_references = Table(
@@ -121,7 +126,7 @@ tags = Table(
     Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
     Column("name", sortable(128), nullable=False),
     Column("manifest_id", Id, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
-    # When the tag last moved to another manifest (its creation, until then); created_at since migration 0007.
+    # When the tag last moved to another manifest (its creation, until then); created_at since migration 0008.
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("repository_id", "name"),

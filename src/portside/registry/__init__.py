@@ -21,6 +21,8 @@ from portside.registry.errors import (
     SizeInvalid,
     TagInvalid,
     Unsupported,
+    UpstreamError,
+    UpstreamUnavailable,
 )
 from portside.registry.interfaces import (
     BlobContent,
@@ -74,5 +76,7 @@ __all__ = [
     "TagInvalid",
     "TagService",
     "Unsupported",
+    "UpstreamError",
+    "UpstreamUnavailable",
     "parse_manifest_reference",
 ]

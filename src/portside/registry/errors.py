@@ -76,3 +76,23 @@ class ManifestBlobUnknown(RegistryError):
 
 class Unsupported(RegistryError):
     """The operation is disabled by configuration."""
+
+
+class UpstreamError(RegistryError):
+    """Another registry (a cache's upstream) answered with an error the library has no class for."""
+
+    def __init__(self, message: str, status: int, code: str | None = None) -> None:
+        super().__init__(message, {"status": status, "code": code} if code else {"status": status})
+        self.status = status
+        self.code = code
+
+
+class UpstreamUnavailable(RegistryError):
+    """Another registry (a cache's upstream) cannot be used now: `reason` is unreachable, timeout, throttled
+    (a 429, with the wait it asked for in `retry_after`) or failing (a 5xx)."""
+
+    def __init__(self, message: str, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message, {"reason": reason})
+        self.reason = reason
+        self.retry_after = retry_after
+        self.status = status

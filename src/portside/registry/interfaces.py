@@ -40,6 +40,8 @@ class ManifestContent:
     digest: Digest
     media_type: str
     payload: bytes
+    warning: str | None = None
+    """Set when what is served may be out of date (a cache whose upstream cannot be asked)."""
 
     @property
     def size(self) -> int:
@@ -69,6 +71,7 @@ class BlobContent:
     opener: Callable[[int], Awaitable[ByteReader]]
     local_path: str | None = None
     redirect_url: str | None = None
+    warning: str | None = None
 
     async def reader(self, offset: int = 0) -> ByteReader:
         """The bytes from `offset` on; BlobUnknown when they have gone missing from storage."""

@@ -34,6 +34,8 @@ async def get_blob(ctx: Context) -> web.StreamResponse:
         "Cache-Control": "max-age=31536000",
         "Accept-Ranges": "bytes",
     }
+    if content.warning:
+        headers["Warning"] = content.warning
     if content.redirect_url and not ctx.settings.redirect_disabled:
         return web.Response(status=307, headers={**headers, "Location": content.redirect_url})
     if etag_matches(ctx.request.headers.get("If-None-Match"), etag):

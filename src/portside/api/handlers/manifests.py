@@ -47,6 +47,8 @@ async def get_manifest(ctx: Context) -> web.StreamResponse:
         "Docker-Content-Digest": record.digest,
         "ETag": etag,
     }
+    if record.warning:
+        headers["Warning"] = record.warning
     if etag_matches(ctx.request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
     if ctx.request.method == "HEAD":

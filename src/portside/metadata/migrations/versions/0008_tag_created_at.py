@@ -4,8 +4,8 @@ they were published (the management API sorts by it).
 `updated_at` now changes only when a tag moves to another manifest; existing tags take it as their creation
 time, the best the store knows.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-08
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
