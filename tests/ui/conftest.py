@@ -24,8 +24,10 @@ WAIT_MS = 30_000
 """How long a page may take to reach a state: generous, a deadline to wait within, never a time to meet."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped, not session-scoped: Playwright's sync API keeps an event loop running on this thread
+    while it is open, and the asyncio tests that may follow in the same process need the thread free."""
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
