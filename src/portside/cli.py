@@ -268,7 +268,7 @@ def openapi(config: str | None, error_table: bool) -> None:
         settings = settings_from(load_config(config))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    routes = registry_routes(settings.token_path)
+    routes = registry_routes(settings.token_path, settings.ui_path)
     if error_table:
         click.echo(table(routes), nl=False)
         return

@@ -328,6 +328,23 @@ def _tags(s: Stage) -> Call:
     return Call("GET", f"/v2/{s.repo}/tags/list", _pull(s.repo), 200)
 
 
+def _get(path: str, needs: Callable[[Stage], list[Need]], body: bytes | None = None) -> Callable[[Stage], Call]:
+    """A read of the management APIs: `{repo}` and `{digest}` in `path` name the stage's image."""
+
+    def prepare(s: Stage) -> Call:
+        return Call("GET", path.format(repo=s.repo, digest=s.manifest_digest), needs(s), 200, body=body)
+
+    return prepare
+
+
+def _pulls(s: Stage) -> list[Need]:
+    return _pull(s.repo)
+
+
+def _lists(s: Stage) -> list[Need]:
+    return [CATALOG_NEED]
+
+
 @dataclass(frozen=True)
 class Route:
     id: str
@@ -358,6 +375,16 @@ ROUTES: list[Route] = [
     Route("mount-from-POST", _mount(with_from=True)),
     Route("mount-anywhere-POST", _mount(with_from=False)),
     Route("referrers-GET", _referrers),
+    # GitLab's API v1 and Portside's management API: the access a client needs for the same data via /v2/.
+    Route("gitlab-base-GET", _get("/gitlab/v1/", lambda s: [], b"")),
+    Route("gitlab-repository-GET", _get("/gitlab/v1/repositories/{repo}/?size=self", _pulls)),
+    Route("gitlab-tags-GET", _get("/gitlab/v1/repositories/{repo}/tags/list/", _pulls)),
+    Route("portside-base-GET", _get("/portside/v1/", lambda s: [])),
+    Route("portside-repositories-GET", _get("/portside/v1/repositories/", _lists)),
+    Route("portside-storage-GET", _get("/portside/v1/storage", _lists)),
+    Route("portside-repository-GET", _get("/portside/v1/repositories/{repo}/", _pulls)),
+    Route("portside-tags-GET", _get("/portside/v1/repositories/{repo}/tags/", _pulls)),
+    Route("portside-manifest-GET", _get("/portside/v1/repositories/{repo}/manifests/{digest}", _pulls)),
 ]
 
 # What the policy (support.POLICY) grants each matrix user on `m/**`, and who may read the catalog.

@@ -28,7 +28,7 @@ def manifest(digest: str, blobs: tuple[str, ...] = (), children: tuple[str, ...]
 
 async def test_migrations_are_idempotent(store: MetadataStore) -> None:
     await migrate(store.db)
-    assert await current_revision(store.db) == LATEST == "0007"
+    assert await current_revision(store.db) == LATEST == "0008"
 
 
 async def test_sessions_from_before_the_emptiness_flag_count_as_holding_data(store_dsn: str) -> None:

@@ -99,6 +99,17 @@ FORBIDDEN = {
     ),
     # The HTTP layer speaks to the library only: never to the metadata store or to storage directly.
     "api": ("portside.metadata", "portside.storage", "sqlalchemy", "alembic"),
+    # The web UI's templates and their rendering: what pages look like, nothing of where the data comes from.
+    "ui": (
+        "portside.api",
+        "portside.registry",
+        "portside.metadata",
+        "portside.storage",
+        "portside.auth",
+        "portside.config",
+        "sqlalchemy",
+        "aiohttp",
+    ),
 }
 
 

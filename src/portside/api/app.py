@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from portside.api.browser import browser_controller
 from portside.api.context import ApiSettings, Context, GaugeProbe, Services
 from portside.api.errors import ApiError, ErrorCode, from_library
 from portside.api.openapi import document
@@ -33,6 +34,7 @@ from portside.jobs.maintenance import maintenance_jobs, proxy_jobs
 from portside.metrics import Gauge, Metrics, PrometheusMetrics
 from portside.notifications import PENDING_EVENTS, Dispatcher, NotificationSink, RequestRecord
 from portside.registry import LocalNamespace, RegistryError
+from portside.registry.inventory import LocalInventory
 from portside.service import open_namespace, serving_namespace
 
 log = logging.getLogger("portside.api")
@@ -59,6 +61,7 @@ def settings_from(config: Config) -> ApiSettings:
         token_path=config.tokenserver.path if config.tokenserver is not None else None,
         read_only=config.storage.maintenance.readonly.enabled,
         metrics_path=config.http.debug.prometheus.path if config.http.debug.prometheus.enabled else None,
+        ui_path=config.ui.path if config.ui.enabled else None,
     )
 
 
@@ -144,7 +147,7 @@ def _check_name(ctx: Context) -> None:
 
 async def _authorize(ctx: Context, route: Route) -> None:
     """Ask the access controller once for what the route needs; it raises a Challenge to refuse."""
-    controller = ctx.services.controller
+    controller = ctx.services.browser_controller if route.browser else ctx.services.controller
     if controller is None or route.public:
         return
     request = ctx.request
@@ -176,22 +179,32 @@ def _sink(ctx: Context) -> NotificationSink | None:
     )
 
 
-def _challenge_response(challenge: Challenge) -> web.Response:
+def _challenge_error(challenge: Challenge) -> ApiError:
     headers = dict(challenge.headers)
     if challenge.www_authenticate:
         headers["WWW-Authenticate"] = challenge.www_authenticate
     code = ErrorCode.DENIED if challenge.code == ErrorCode.DENIED.value.value else ErrorCode.UNAUTHORIZED
-    return ApiError(code, challenge.message, challenge.detail, status=challenge.status, headers=headers).response()
+    return ApiError(code, challenge.message, challenge.detail, status=challenge.status, headers=headers)
 
 
-def _error_answer(route: Route, method: str, error: ApiError) -> web.Response:
+def _answer(ctx: Context, route: Route, error: ApiError) -> web.StreamResponse:
+    """The API's JSON error body, or the route's own error page (the UI's)."""
+    if route.error_page is not None:
+        try:
+            return route.error_page(ctx, error)
+        except Exception:  # the page is a nicety: the error itself must still be answered
+            log.exception("error page of %s failed", route.name)
+    return error.response()
+
+
+def _error_answer(ctx: Context, route: Route, method: str, error: ApiError) -> web.StreamResponse:
     """The answer for an error, which the route should have declared (the descriptors are the documentation,
     so an undeclared code is a fault to fix there)."""
     declared = route.errors(method)
     for code in (error.code, *(extra[0] for extra in error.extra)):
         if code not in declared and code is not ErrorCode.UNKNOWN:
             log.warning("undeclared error code %s answered on %s %s", code.value.value, method, route.name)
-    return error.response()
+    return _answer(ctx, route, error)
 
 
 async def _run(ctx: Context, route: Route, operation: Operation) -> web.StreamResponse:
@@ -206,16 +219,16 @@ async def _run(ctx: Context, route: Route, operation: Operation) -> web.StreamRe
             ctx.services.dispatcher.poke()
         return response
     except ApiError as exc:
-        return _error_answer(route, request.method, exc)
+        return _error_answer(ctx, route, request.method, exc)
     except RegistryError as exc:
-        return _error_answer(route, request.method, from_library(exc))
+        return _error_answer(ctx, route, request.method, from_library(exc))
     except Challenge as exc:
-        return _challenge_response(exc)
+        return _answer(ctx, route, _challenge_error(exc))
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception:
         log.exception("%s %s failed", request.method, _path(request)[:300])
-        return ApiError(ErrorCode.UNKNOWN).response()
+        return _answer(ctx, route, ApiError(ErrorCode.UNKNOWN))
 
 
 async def _route(request: web.Request, services: Services) -> web.StreamResponse:
@@ -322,19 +335,22 @@ async def _no_notifications() -> list[Gauge]:
 
 def _services(config: Config, namespace: LocalNamespace, metrics: Metrics) -> Services:
     settings = settings_from(config)
-    routes = registry_routes(settings.token_path)
+    routes = registry_routes(settings.token_path, settings.ui_path)
     debug = debug_routes(settings.metrics_path)
+    controller, issuer = build_controller(config), build_issuer(config)
     services = Services(
         config=config,
         settings=settings,
         namespace=namespace,
-        controller=build_controller(config),
-        issuer=build_issuer(config),
+        controller=controller,
+        issuer=issuer,
         metrics=metrics,
         health=HealthChecker(namespace, config.health),
         routes=routes,
         debug_routes=debug,
         openapi=json.dumps(document(routes, debug)).encode(),
+        inventory=LocalInventory(namespace),
+        browser_controller=browser_controller(config, controller, issuer),
     )
     services.gauges.append(_uploads_gauge(namespace))
     if config.gc.online:

@@ -16,6 +16,7 @@ from portside.health import HealthChecker
 from portside.metrics import Gauge, Metrics
 from portside.notifications import Dispatcher, NotificationSink
 from portside.registry import Namespace, Repository
+from portside.registry.inventory import Inventory
 
 if TYPE_CHECKING:
     from portside.api.routes import RouteTable
@@ -37,6 +38,7 @@ class ApiSettings:
     token_path: str | None = None
     read_only: bool = False
     metrics_path: str | None = None
+    ui_path: str | None = None  # where the web UI's pages are (None: off)
 
 
 @dataclass
@@ -56,6 +58,9 @@ class Services:
     # Metric families computed at scrape time by the parts that know them (upload sessions, the outbox, jobs).
     gauges: list[GaugeProbe] = field(default_factory=list)
     dispatcher: Dispatcher | None = None
+    # What is stored (the management API and the UI), and who a browser is (the UI's pages: api/browser.py).
+    inventory: Inventory | None = None
+    browser_controller: AccessController | None = None
     # Requests being handled now, and whether the worker is shutting down (answers then close connections).
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)

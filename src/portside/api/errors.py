@@ -46,6 +46,9 @@ class ErrorCode(Enum):
     RANGE_INVALID = Code("RANGE_INVALID", 416, "invalid content range")
     UNKNOWN = Code("UNKNOWN", 500, "unknown error")
     UNAVAILABLE = Code("UNAVAILABLE", 503, "service unavailable")
+    # GitLab's container registry API v1 codes, for its query parameters (and Portside's management API).
+    INVALID_QUERY_PARAMETER_VALUE = Code("INVALID_QUERY_PARAMETER_VALUE", 400, "invalid query parameter value")
+    INVALID_QUERY_PARAMETER_TYPE = Code("INVALID_QUERY_PARAMETER_TYPE", 400, "invalid query parameter value type")
 
 
 @dataclass

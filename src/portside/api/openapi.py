@@ -38,6 +38,7 @@ PATH_PARAMETERS: dict[str, str] = {
     "reference": "A tag, or a digest (`<algorithm>:<hex>`).",
     "digest": "A digest (`<algorithm>:<hex>`).",
     "uuid": "An upload session id, as given in `Location` and `Docker-Upload-UUID`.",
+    "file": "A file name.",
 }
 
 _ERROR_BODY = {
@@ -59,6 +60,102 @@ _ERROR_BODY = {
     },
 }
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+_S, _N, _TIME = {"type": "string"}, {"type": "integer"}, {"type": "string", "format": "date-time"}
+_OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
+_GITLAB_REPOSITORY = _object(
+    ["name", "path", "created_at"],
+    name=_S,
+    path=_S,
+    size_bytes=_N,
+    size_precision={"enum": ["default"]},
+    created_at=_TIME,
+    updated_at=_TIME,
+)
+_GITLAB_TAG = _object(
+    ["name", "digest", "media_type", "size_bytes", "created_at", "published_at"],
+    name=_S,
+    digest=_S,
+    config_digest=_S,
+    media_type=_S,
+    size_bytes=_N,
+    created_at=_TIME,
+    updated_at=_TIME,
+    published_at=_TIME,
+    referrers={"type": "array", "items": _object(["artifactType", "digest"], artifactType=_S, digest=_S)},
+)
+_PORTSIDE_REPOSITORY = _object(
+    ["name", "created_at", "last_push_at", "tag_count", "manifest_count", "size_bytes"],
+    name=_S,
+    created_at=_TIME,
+    last_push_at=_OPTIONAL_TIME,
+    tag_count=_N,
+    manifest_count=_N,
+    size_bytes={**_N, "description": "The distinct blobs the repository links, each once."},
+)
+_COUNTED = _object(["count", "size_bytes"], count=_N, size_bytes=_N)
+MANAGEMENT_SCHEMAS: dict[str, Any] = {
+    "Html": {"type": "string", "description": "An HTML page."},
+    "Form": {"type": "object", "properties": {"tag": _S, "digest": _S}},
+    "GitLabRepository": _GITLAB_REPOSITORY,
+    "GitLabRepositories": {"type": "array", "items": _GITLAB_REPOSITORY},
+    "GitLabTags": {"type": "array", "items": _GITLAB_TAG},
+    "PortsideVersion": _object(
+        ["name", "version", "delete_enabled", "read_only"],
+        name=_S,
+        version=_S,
+        delete_enabled={"type": "boolean"},
+        read_only={"type": "boolean"},
+    ),
+    "PortsideRepository": _PORTSIDE_REPOSITORY,
+    "PortsideRepositories": _object(["repositories"], repositories={"type": "array", "items": _PORTSIDE_REPOSITORY}),
+    "PortsideTags": _object(
+        ["name", "tags"],
+        name=_S,
+        tags={
+            "type": "array",
+            "items": {
+                **_GITLAB_TAG,
+                "properties": {**_GITLAB_TAG["properties"], "artifact_type": _S, "platforms": _STRINGS},
+            },
+        },
+    ),
+    "PortsideManifest": _object(
+        ["repository", "digest", "media_type", "size_bytes", "total_size_bytes", "tags", "layers", "manifests"],
+        repository=_S,
+        digest=_S,
+        media_type=_S,
+        artifact_type={"type": ["string", "null"]},
+        size_bytes=_N,
+        total_size_bytes=_N,
+        tags=_STRINGS,
+        annotations={"type": "object"},
+        subject={"type": ["object", "null"]},
+        config={"type": ["object", "null"], "description": "The config descriptor, with the image config's fields."},
+        layers={"type": "array", "items": {"type": "object"}},
+        manifests={"type": "array", "items": {"type": "object"}, "description": "An index's manifests."},
+        referrers={
+            "type": "array",
+            "items": _object(["artifact_type", "manifests"], artifact_type=_S, manifests={"type": "array"}),
+        },
+    ),
+    "PortsideStorage": _object(
+        ["repositories", "tags", "manifests", "blobs", "linked_bytes"],
+        repositories=_N,
+        tags=_N,
+        manifests=_COUNTED,
+        blobs={**_COUNTED, "description": "Each blob once, as storage holds it."},
+        linked_bytes={**_N, "description": "Each blob once per repository linking it."},
+        deduplicated_bytes=_N,
+        uploads_in_progress=_N,
+        largest_repositories={"type": "array", "items": _object(["name", "size_bytes"], name=_S, size_bytes=_N)},
+    ),
+}
 SCHEMAS: dict[str, Any] = {
     "Error": _ERROR_BODY,
     "Empty": {"type": "object", "maxProperties": 0},
@@ -81,6 +178,7 @@ SCHEMAS: dict[str, Any] = {
             "manifests": {"type": "array", "items": {"type": "object"}},
         },
     },
+    **MANAGEMENT_SCHEMAS,
     "Token": {
         "type": "object",
         "properties": {
@@ -96,6 +194,8 @@ _MEDIA = {
     "Blob": "application/octet-stream",
     "Text": "text/plain",
     "Manifest": "application/vnd.oci.image.manifest.v1+json",
+    "Html": "text/html",
+    "Form": "application/x-www-form-urlencoded",
 }
 
 
@@ -180,7 +280,8 @@ def document(routes: RouteTable, debug: RouteTable | None = None) -> dict[str, A
             "title": "Portside",
             "version": __version__,
             "description": "The OCI Distribution Specification v1.1 and the Docker Registry HTTP API V2, as "
-            "Portside answers them (docs/http-behaviour.md).",
+            "Portside answers them (docs/http-behaviour.md); GitLab's container registry API v1 where Portside "
+            "implements it, Portside's management API and the web UI's pages.",
         },
         "paths": paths,
         "components": {

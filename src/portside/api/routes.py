@@ -21,11 +21,26 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from portside.api.context import Context
-from portside.api.errors import ErrorCode
-from portside.api.handlers import base, blobs, debug, listing, manifests, openapi, referrers, token, uploads
+from portside.api.errors import ApiError, ErrorCode
+from portside.api.handlers import (
+    base,
+    blobs,
+    debug,
+    gitlab,
+    inventory,
+    listing,
+    manifests,
+    openapi,
+    referrers,
+    token,
+    ui,
+    uploads,
+)
 from portside.auth.access import CATALOG_ACCESS, DELETE, PULL, PUSH, Access, repository_access
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
+# How a route answers an error when not with the API's JSON body (the UI's pages answer with a page).
+ErrorPage = Callable[[Context, ApiError], web.StreamResponse]
 # The access a request needs, from the route's parameters and the method (docs/auth.md).
 AccessRule = Callable[[Mapping[str, str], str], list[Access]]
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -92,6 +107,8 @@ class Route:
     methods: Mapping[str, Operation]
     access: AccessRule = no_access
     public: bool = False  # answered without asking the access controller
+    browser: bool = False  # a page for browsers: access through Services.browser_controller (api/browser.py)
+    error_page: ErrorPage | None = None
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,11 +150,13 @@ class Route:
 def _compile(template: str) -> re.Pattern[str]:
     optional_slash = template.endswith("/") and template != "/"
     body = template[:-1] if optional_slash else template
+    # A name that ends the template leaves the optional slash outside it.
+    last_name = "(?P<name>.+?)" if optional_slash and body.endswith("{name}") else "(?P<name>.+)"
     regex = ""
     for piece in re.split(r"({\w+})", body):
         if piece.startswith("{"):
             key = piece[1:-1]
-            regex += f"(?P<{key}>.+)" if key == "name" else f"(?P<{key}>[^/]+)"
+            regex += last_name if key == "name" else f"(?P<{key}>[^/]+)"
         else:
             regex += re.escape(piece)
     return re.compile(f"^{regex}{'/?' if optional_slash else ''}$", re.DOTALL)
@@ -414,10 +433,266 @@ def debug_routes(metrics_path: str | None) -> RouteTable:
     return RouteTable(tuple(routes))
 
 
-def registry_routes(token_path: str | None) -> RouteTable:
-    """The routes of the registry's own address."""
+# ---------------------------------------------------------------------------------------------- management APIs
+
+QUERY_ERRORS = (E.INVALID_QUERY_PARAMETER_TYPE, E.INVALID_QUERY_PARAMETER_VALUE)
+GITLAB_PAGE = (
+    Param("n", "Page size: an integer from 1 to 1000 (default 100)."),
+    Param("last", "Start after this entry (a tag; with sort=published_at, base64 of `<time>|<tag>`)."),
+)
+TAG_LIST_QUERY = (
+    *GITLAB_PAGE,
+    Param("before", "End before this entry (as `last`); not together with `last`."),
+    Param("name", "Only tags whose name contains this (any case; a-z A-Z 0-9 . _ -, at most 128)."),
+    Param("sort", "`name`, `-name`, `published_at` or `-published_at` (default `name`)."),
+    Param("referrers", "`true`: each tag lists the referrers of its manifest."),
+    Param("referrer_type", "With referrers: only these artifact types (comma-separated media types)."),
+)
+MANIFEST_READ_ERRORS = (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID)
+
+
+def _get(
+    handler: Handler, summary: str, answer: Answer, *errors: ErrorCode, query: tuple[Param, ...] = ()
+) -> dict[str, Operation]:
+    return {"GET": Operation(handler, summary, (answer,), errors, query)}
+
+
+MANAGEMENT_ROUTES = (
+    Route(
+        "gitlab_base",
+        "/gitlab/v1/",
+        "GitLab's container registry API v1: the compliance check.",
+        _get(gitlab.compliance, "Check that the registry implements GitLab's API v1.", Answer(200, "It does.")),
+    ),
+    Route(
+        "gitlab_tags",
+        "/gitlab/v1/repositories/{name}/tags/list/",
+        "GitLab API v1: a repository's tags with their manifests, paged, filtered and sorted.",
+        _get(
+            gitlab.tags_list,
+            "List tags in detail (GitLab's List Repository Tags).",
+            Answer(200, "A page of tags.", ("Link",), "GitLabTags"),
+            E.NAME_UNKNOWN,
+            *QUERY_ERRORS,
+            query=TAG_LIST_QUERY,
+        ),
+        repository_rule,
+    ),
+    Route(
+        "gitlab_repositories",
+        "/gitlab/v1/repository-paths/{name}/repositories/list/",
+        "GitLab API v1: the repositories with at least one tag at and below a path.",
+        _get(
+            gitlab.repositories_under,
+            "List the repositories under a path (GitLab's List Sub Repositories); needs `pull` on `<path>/*` "
+            "or the catalog as well.",
+            Answer(200, "A page of repositories.", ("Link",), "GitLabRepositories"),
+            E.NAME_UNKNOWN,
+            *QUERY_ERRORS,
+            query=GITLAB_PAGE,
+        ),
+        repository_rule,
+    ),
+    Route(
+        "gitlab_repository",
+        "/gitlab/v1/repositories/{name}/",
+        "GitLab API v1: a repository's details.",
+        _get(
+            gitlab.repository_details,
+            "Repository details (GitLab's Get repository details); `size=self_with_descendants` needs `pull` "
+            "on `<path>/*` or the catalog as well.",
+            Answer(200, "The repository.", (), "GitLabRepository"),
+            E.NAME_UNKNOWN,
+            E.INVALID_QUERY_PARAMETER_VALUE,
+            query=(Param("size", "`self` or `self_with_descendants`: include the deduplicated size."),),
+        ),
+        repository_rule,
+    ),
+    Route(
+        "portside_base",
+        "/portside/v1/",
+        "Portside's management API: its version and what this registry allows.",
+        _get(inventory.version, "Version and settings.", Answer(200, "Version and settings.", (), "PortsideVersion")),
+    ),
+    Route(
+        "portside_storage",
+        "/portside/v1/storage",
+        "Storage totals: each blob counted once for the registry, and once per repository linking it.",
+        _get(inventory.storage, "Storage totals.", Answer(200, "The totals.", (), "PortsideStorage")),
+        catalog_access,
+    ),
+    Route(
+        "portside_repositories",
+        "/portside/v1/repositories/",
+        "Repositories with tag counts, deduplicated sizes and last pushes, in byte order.",
+        _get(
+            inventory.repositories,
+            "List repositories.",
+            Answer(200, "A page of repositories.", ("Link",), "PortsideRepositories"),
+            *QUERY_ERRORS,
+            query=(
+                Param("n", "Page size: an integer from 1 to 1000 (default 100)."),
+                Param("last", "Start after this repository."),
+                Param("name", "Only repositories whose name contains this (any case)."),
+            ),
+        ),
+        catalog_access,
+    ),
+    Route(
+        "portside_tags",
+        "/portside/v1/repositories/{name}/tags/",
+        "A repository's tags with their manifests, sizes, platforms and referrers.",
+        _get(
+            inventory.tags,
+            "List tags in detail (GitLab's parameters, and `platforms`).",
+            Answer(200, "A page of tags.", ("Link",), "PortsideTags"),
+            E.NAME_UNKNOWN,
+            *QUERY_ERRORS,
+            query=(
+                *TAG_LIST_QUERY,
+                Param("platforms", "`true`: also read each single-platform image's config for its platform."),
+            ),
+        ),
+        repository_rule,
+    ),
+    Route(
+        "portside_manifest",
+        "/portside/v1/repositories/{name}/manifests/{reference}",
+        "A manifest in detail: layers, image config and history, an index's platforms, referrers by type.",
+        _get(
+            inventory.manifest,
+            "Describe a manifest by tag or digest.",
+            Answer(200, "The manifest's details.", (), "PortsideManifest"),
+            *MANIFEST_READ_ERRORS,
+        ),
+        repository_rule,
+    ),
+    Route(
+        "portside_repository",
+        "/portside/v1/repositories/{name}/",
+        "A repository: tag and manifest counts, deduplicated size, last push.",
+        _get(
+            inventory.repository,
+            "Describe a repository.",
+            Answer(200, "The repository.", (), "PortsideRepository"),
+            E.NAME_UNKNOWN,
+        ),
+        repository_rule,
+    ),
+)
+
+
+# ---------------------------------------------------------------------------------------------- the web UI
+
+
+def delete_rule(params: Mapping[str, str], method: str) -> list[Access]:
+    """Asking to delete and deleting: `delete` on the repository, and `pull`, since the page shows what goes."""
+    return repository_access(params["name"], PULL, DELETE)
+
+
+def ui_routes(path: str) -> tuple[Route, ...]:
+    """The web UI's pages below `path` (`ui.path`, ending in `/`). Repository names never contain a `-`
+    segment, so `/-/` ends a name."""
+    page = Answer(200, "The page.", (), "Html")
+    moved = Answer(303, "Where to go next.", ("Location",))
+    errors = (E.UNAVAILABLE,)  # a token server that does not answer (auth.token.realm)
+
+    def pages(
+        name: str, template: str, description: str, operations: dict[str, Operation], access: AccessRule
+    ) -> Route:
+        shown = ui.login_error_page if name == "ui_login" else ui.error_page
+        return Route(name, path + template, description, operations, access, browser=True, error_page=shown)
+
+    return (
+        pages(
+            "ui_home",
+            "",
+            "The web UI: repositories.",
+            _get(ui.home, "Repositories, searchable.", page, *errors, E.INVALID_QUERY_PARAMETER_VALUE),
+            catalog_access,
+        ),
+        pages(
+            "ui_login",
+            "login",
+            "The web UI: sign in (the browser asks for a user name and password).",
+            _get(ui.login, "Sign in, then go back.", moved, *errors),
+            no_access,
+        ),
+        pages(
+            "ui_storage",
+            "storage",
+            "The web UI: storage totals.",
+            _get(ui.storage, "Storage totals.", page, *errors),
+            catalog_access,
+        ),
+        pages(
+            "ui_manifest",
+            "repositories/{name}/-/manifests/{reference}",
+            "The web UI: a manifest.",
+            _get(
+                ui.manifest,
+                "A manifest: layers, config, history, platforms, referrers.",
+                page,
+                *errors,
+                *MANIFEST_READ_ERRORS,
+            ),
+            repository_rule,
+        ),
+        pages(
+            "ui_delete",
+            "repositories/{name}/-/delete",
+            "The web UI: delete a tag or a manifest, after confirmation.",
+            {
+                "GET": Operation(
+                    ui.delete,
+                    "Ask to confirm deleting `tag` or `digest`.",
+                    (page,),
+                    (*errors, *MANIFEST_READ_ERRORS, E.INVALID_QUERY_PARAMETER_VALUE, E.UNSUPPORTED),
+                    query=(Param("tag", "The tag to delete."), Param("digest", "The manifest to delete.")),
+                ),
+                "POST": Operation(
+                    ui.delete,
+                    "Delete the tag or manifest the form names (from this site's own pages only).",
+                    (moved,),
+                    (*errors, *MANIFEST_READ_ERRORS, E.INVALID_QUERY_PARAMETER_VALUE),
+                    request_body="Form",
+                ),
+            },
+            delete_rule,
+        ),
+        pages(
+            "ui_repository",
+            "repositories/{name}",
+            "The web UI: a repository's tags.",
+            _get(ui.repository, "Tags, filtered and sorted.", page, *errors, E.NAME_UNKNOWN, *QUERY_ERRORS),
+            repository_rule,
+        ),
+        Route(
+            "ui_static",
+            path + "-/static/{file}",
+            "The web UI's stylesheet and script.",
+            {
+                "GET": Operation(
+                    ui.static,
+                    "A static file.",
+                    (
+                        Answer(200, "The file.", ("Content-Type", "Cache-Control", "ETag"), "Text"),
+                        Answer(304, "The client's copy (If-None-Match) is current.", ("ETag",)),
+                    ),
+                    (E.UNSUPPORTED,),
+                    query=(Param("v", "The file's version: with the current one, it may be cached for good."),),
+                )
+            },
+            public=True,
+        ),
+    )
+
+
+def registry_routes(token_path: str | None, ui_path: str | None = "/") -> RouteTable:
+    """The routes of the registry's own address: the token server's when it runs inside, the registry API,
+    the management APIs, and the web UI's pages below `ui_path` unless that is None."""
     routes = REGISTRY_ROUTES if token_path is None else (token_route(token_path), *REGISTRY_ROUTES)
-    return RouteTable(routes)
+    return RouteTable((*routes, *MANAGEMENT_ROUTES, *(ui_routes(ui_path) if ui_path is not None else ())))
 
 
 ROUTES = registry_routes(None)

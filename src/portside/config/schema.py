@@ -551,6 +551,27 @@ class GC(Strict):
         return not self.disabled and not (self.blobs.disabled and self.manifests.disabled)
 
 
+# The API prefixes of the registry's own address, which the UI's pages must leave alone.
+_RESERVED_PATHS = ("/v2/", "/gitlab/", "/portside/", "/openapi.json")
+
+
+class UI(Strict):
+    """The web UI (Portside's): server-rendered pages over the management API, at `path` below http.prefix."""
+
+    enabled: bool = True
+    path: str = "/"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        value = "/" + value.strip("/") + "/" if value.strip("/") else "/"
+        if not re.match(r"^[A-Za-z0-9._~/-]+$", value) or "//" in value:
+            raise ValueError("ui.path may only contain URL path characters")
+        if any(value.startswith(p) for p in _RESERVED_PATHS):
+            raise ValueError(f"ui.path must not lie under the registry's APIs ({', '.join(_RESERVED_PATHS)})")
+        return value
+
+
 class ProxyRemote(Strict):
     """One upstream of a pull-through cache: repositories named `<prefix>/...` are fetched from `url` (the rest
     of the name is the upstream's), or every repository when `prefix` is empty."""
@@ -625,6 +646,7 @@ class Config(Strict):
     middleware: Middleware = Middleware()
     gc: GC = GC()
     proxy: Proxy = Proxy()
+    ui: UI = UI()
 
     @model_validator(mode="after")
     def _redis_consistent(self) -> Config:

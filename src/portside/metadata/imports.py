@@ -122,6 +122,7 @@ class _Statements:
             name=bindparam("tag"),
             manifest_id=bindparam("manifest_id"),
             updated_at=bindparam("now"),
+            created_at=bindparam("now"),
         )
         self.upsert_tag = upsert_tag.on_conflict_do_update(
             index_elements=[tags.c.repository_id, tags.c.name],

@@ -232,10 +232,13 @@ class _Upserts:
             name=bindparam("tag"),
             manifest_id=bindparam("manifest_id"),
             updated_at=bindparam("now"),
+            created_at=bindparam("now"),
         )
         self.upsert_tag = upsert_tag.on_conflict_do_update(
             index_elements=[tags.c.repository_id, tags.c.name],
             set_={"manifest_id": upsert_tag.excluded.manifest_id, "updated_at": upsert_tag.excluded.updated_at},
+            # Pushing a tag again to the manifest it names leaves it as it is: only a move updates it.
+            where=tags.c.manifest_id != upsert_tag.excluded.manifest_id,
         )
 
 

@@ -4,6 +4,7 @@
 - `outbox`: the notification outbox (metadata/outbox.py)
 - `uploads`: upload sessions (metadata/uploads.py)
 - `leases`: leases and run records of background jobs (metadata/leases.py)
+- `inventory`: what is stored, with sizes and times, for the management API (metadata/inventory.py)
 - `gc`, `marking`: garbage collection's review queues, checks and deletes, and its reads of the whole store
   (metadata/gc.py)
 
@@ -19,6 +20,7 @@ from sqlalchemy import Select, func, literal_column, select
 
 from portside.metadata.engine import Database
 from portside.metadata.gc import GCMetadata, Marking, Policy, Reviews
+from portside.metadata.inventory import InventoryMetadata
 from portside.metadata.leases import JobLeases
 from portside.metadata.outbox import Outbox
 from portside.metadata.registry import RegistryMetadata
@@ -52,6 +54,7 @@ class MetadataStore:
         self.outbox = Outbox(database)
         self.uploads = UploadSessions(database)
         self.leases = JobLeases(database)
+        self.inventory = InventoryMetadata(database)
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -126,9 +126,12 @@ tags = Table(
     Column("repository_id", Id, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
     Column("name", sortable(128), nullable=False),
     Column("manifest_id", Id, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
+    # When the tag last moved to another manifest (its creation, until then); created_at since migration 0008.
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("repository_id", "name"),
     Index("ix_tags_manifest", "manifest_id"),
+    Index("ix_tags_published", "repository_id", "updated_at", "name"),
 )
 
 uploads = Table(
