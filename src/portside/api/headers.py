@@ -41,12 +41,15 @@ def unsatisfiable(size: int, why: str) -> ApiError:
 def parse_range(value: str | None, size: int) -> ByteRange | None:
     """The single byte range a `Range` header asks of a `size`-byte blob; None means the whole blob.
 
-    Several ranges at once are answered with the whole blob, which RFC 9110 allows.
+    Several ranges at once are answered with the whole blob, which RFC 9110 allows; a range unit other than
+    bytes is ignored, as RFC 9110 14.2 requires of a unit the server does not understand.
     """
     if value is None:
         return None
-    unit, _, specs = value.strip().partition("=")
-    if unit.strip().lower() != "bytes" or not specs.strip():
+    unit, equals, specs = value.strip().partition("=")
+    if equals and unit.strip() and unit.strip().lower() != "bytes":
+        return None
+    if not equals or unit.strip().lower() != "bytes" or not specs.strip():
         raise unsatisfiable(size, f"malformed Range {value[:100]!r}")
     parts = [p.strip() for p in specs.split(",")]
     if len(parts) > 1:
