@@ -509,6 +509,8 @@ def invalid_bodies(config: Blob, layer: Blob) -> dict[str, tuple[bytes, str]]:
             OCI_MANIFEST,
         ),
         "unknown-media-type": (variant(mediaType=None), "application/vnd.example.unknown+json"),
+        "unregistered-content-type-oci-body": (encode(good), "text/x-nonsense"),
+        "unknown-content-type-docker-body": (variant(mediaType=DOCKER_MANIFEST), "application/vnd.example+json"),
     }
 
 
@@ -535,6 +537,8 @@ INVALID_CASES = [
     "index-manifests-not-list",
     "index-as-manifest",
     "unknown-media-type",
+    "unregistered-content-type-oci-body",
+    "unknown-content-type-docker-body",
 ]
 
 
