@@ -371,5 +371,6 @@ def create_app(config: Config, *, migrate: bool = False) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_common_headers)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    # Every path, line breaks (`%0A` decoded) included, so each answer is the dispatcher's.
+    app.router.add_route("*", "/{tail:(?s:.*)}", dispatch)
     return app

@@ -168,7 +168,7 @@ class Http(Strict):
     @field_validator("host")
     @classmethod
     def _host_url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/\s]+(/.*)?$", value):
+        if value and not re.match(r"^https?://[^/\s]+(/.*)?\Z", value):
             raise ValueError("http.host must be an absolute URL such as https://registry.example.com:5000")
         return value.rstrip("/")
 
@@ -176,7 +176,7 @@ class Http(Strict):
     @classmethod
     def _prefix(cls, value: str) -> str:
         value = value.strip("/")
-        if value and not re.match(r"^[A-Za-z0-9._~/-]+$", value):
+        if value and not re.match(r"^[A-Za-z0-9._~/-]+\Z", value):
             raise ValueError("http.prefix may only contain URL path characters")
         return f"/{value}" if value else ""
 
@@ -387,7 +387,7 @@ class TokenServer(Strict):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not re.match(r"^/[A-Za-z0-9._~/-]*$", value):
+        if not re.match(r"^/[A-Za-z0-9._~/-]*\Z", value):
             raise ValueError("tokenserver.path must be an absolute URL path")
         return value
 
