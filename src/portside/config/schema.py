@@ -9,7 +9,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from portside.config.durations import parse_duration
 from portside.storage import factory
@@ -103,8 +103,13 @@ class Storage(Strict):
             names = ", ".join(sorted(drivers)) or "none"
             raise ValueError(f"storage needs exactly one driver section (found: {names})")
         ((driver, parameters),) = drivers.items()
-        # The driver's own model (beside the driver, registered with the factory) checks its keys.
-        parameters = factory.parameters_model(driver).model_validate(parameters or {}).model_dump()
+        # The driver's own model (beside the driver, registered with the factory) checks its keys; its errors
+        # are located under the driver's section (`storage.s3.bucket`, not `storage.bucket`).
+        try:
+            parameters = factory.parameters_model(driver).model_validate(parameters or {}).model_dump()
+        except ValidationError as exc:
+            errors = [{**e, "loc": (driver, *e["loc"])} for e in exc.errors()]
+            raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
         settings = {k: v for k, v in value.items() if k in STORAGE_SETTINGS}
         return {"driver": driver, "parameters": parameters, **settings}
 
