@@ -1,7 +1,8 @@
 """Metadata and storage out of step: a database restored without its storage, a changed `rootdirectory`.
 
 docs/operations.md, "Metadata and storage out of step": a push of a blob the metadata store records but
-storage lacks writes the bytes again.
+storage lacks writes the bytes again, and at start-up a store that records blobs over a storage root holding
+none is logged as an error naming both.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import RegistryFactory
 from tests.helpers import sha256, unique_repo
+from tests.operations.support import wait_until
 
 BLOBS = "docker/registry/v2/blobs"
 
@@ -68,3 +70,28 @@ def test_a_recorded_blob_missing_from_storage_is_written_again(
             assert pulled.status_code == 200, pulled.text
             assert pulled.content == data
 
+
+def test_start_up_names_a_store_whose_blobs_the_storage_root_lacks(registry_factory: RegistryFactory) -> None:
+    """A metadata store that records blobs over a storage root that holds none (rootdirectory changed, or the
+    database restored without its storage) is logged at start-up as an error naming both; serving goes on."""
+    reg = registry_factory()
+    database = reg.workdir / "metadata.db"
+    reg.config["database"] = {"dsn": f"sqlite:///{database}"}
+    reg.restart()
+    with httpx.Client(base_url=reg.url, timeout=30) as c:
+        assert monolithic(c, unique_repo("step"), os.urandom(64)).status_code == 201
+    reg.stop()
+    assert "holds none" not in reg.log_path.read_text()
+    moved = reg.workdir / "elsewhere"
+    reg.config["storage"]["filesystem"]["rootdirectory"] = str(moved)
+    reg.start()
+    line = wait_until(
+        lambda: next((x for x in reg.log_path.read_text().splitlines() if "holds none" in x), None),
+        30,
+        "the start-up error about blobs missing from storage",
+    )
+    assert "ERROR" in line, line
+    assert str(database) in line, line
+    assert str(moved) in line, line
+    with httpx.Client(base_url=reg.url, timeout=30) as c:
+        assert c.get("/v2/").status_code == 200

@@ -46,6 +46,7 @@ ROUTE = web.RequestKey("route", str)
 REPOSITORY = web.RequestKey("repository", str)
 USER = web.RequestKey("user", str)
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+SERVER = "Portside"
 
 
 def settings_from(config: Config) -> ApiSettings:
@@ -297,6 +298,7 @@ def _log_access(request: web.Request, status: int, sent: int, seconds: float) ->
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+    response.headers["Server"] = SERVER  # aiohttp's default names the Python and aiohttp versions
     if ID in request:
         response.headers[REQUEST_ID] = request[ID]
     for name, values in request.app[SERVICES].settings.headers.items():
