@@ -8,6 +8,7 @@ in a short-lived child process before workers start); each worker imports what i
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ from portside import __version__
 from portside.config import Config, ConfigError
 from portside.config.describe import summary
 from portside.config.schema import split_addr
-from portside.worker import drain_seconds
+from portside.worker import drain_seconds, release_free_memory
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -76,6 +77,7 @@ class PortsideServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "portside",
             "control_socket_disable": True,
             "child_exit": _child_exit,
+            "pre_fork": _pre_fork,
             "logger_class": GunicornLogger,
         }
         for key, value in settings.items():
@@ -143,6 +145,14 @@ def prepare(config: Config) -> None:
     if child.exitcode != 0:
         reason = received.recv() if received.poll() else f"the preparation process ended with {child.exitcode}"
         raise ConfigError(f"cannot start: {reason}")
+
+
+def _pre_fork(server: Any, worker: Any) -> None:
+    """Before each fork: what the arbiter holds moves out of the collector's reach, so collections in the
+    worker never write to those objects' pages and the worker keeps sharing them instead of copying them."""
+    gc.collect()
+    release_free_memory()
+    gc.freeze()
 
 
 def _child_exit(server: Any, worker: Any) -> None:
