@@ -8,6 +8,7 @@ line naming the key and the path, so the start fails at once instead of serving 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -15,8 +16,9 @@ from portside.auth.htpasswd import HtpasswdError, parse_htpasswd
 from portside.config import Config
 from portside.config.describe import database_location, sqlite_path, storage_location
 from portside.service import open_store
-from portside.storage import factory
+from portside.storage import factory, paths
 from portside.storage.content import ContentStore
+from portside.storage.driver import PathNotFound
 
 log = logging.getLogger("portside")
 PROBE_SECONDS = 30.0
@@ -42,7 +44,7 @@ def check_local_paths(config: Config) -> None:
     if path is None:
         return
     key = "database.dsn" if config.database.dsn else "the metadata database (beside the storage root by default)"
-    _directory(os.path.dirname(path), key)
+    _directory(os.path.dirname(path) or ".", key)
     for target, flags in ((f"{path}.writelock", os.O_RDWR | os.O_CREAT), (path, os.O_RDWR)):
         if target == path and not os.path.exists(path):
             continue
@@ -54,18 +56,26 @@ def check_local_paths(config: Config) -> None:
 
 async def probe_storage(config: Config, seconds: float = PROBE_SECONDS) -> None:
     """A small write, read back and delete under the storage root, through the driver the workers use: wrong
-    credentials, a missing bucket or a read-only directory show here with the driver's reason."""
+    credentials, a missing bucket or a read-only directory show here with the driver's reason. In read-only
+    mode (`storage.maintenance.readonly`) storage is only read: a listing of the root."""
     where = f"storage.{config.storage.driver} ({storage_location(config)})"
+    read_only = config.storage.maintenance.readonly.enabled
     driver = factory.create(config.storage.driver, dict(config.storage.parameters))
     try:
         async with asyncio.timeout(seconds):
             await driver.connect()
-            await ContentStore(driver).probe(f"start-{os.getpid()}")
+            if read_only:
+                with contextlib.suppress(PathNotFound):
+                    await driver.list(paths.ROOT)
+            else:
+                await ContentStore(driver).probe(f"start-{os.getpid()}")
     except TimeoutError:
-        raise StartupError(f"{where}: no answer to a small write within {seconds:.0f} s") from None
+        raise StartupError(
+            f"{where}: no answer to a small {'read' if read_only else 'write'} within {seconds:.0f} s"
+        ) from None
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise StartupError(f"{where} cannot be written: {reason}") from None
+        raise StartupError(f"{where} cannot be {'read' if read_only else 'written'}: {reason}") from None
     finally:
         await driver.close()
 

@@ -213,6 +213,26 @@ def test_a_read_only_database_directory_fails_naming_it(tmp_path: Path, writable
     assert str(meta / "portside.db") in error
 
 
+def test_read_only_mode_serves_a_read_only_storage_root(tmp_path: Path, writable_again: None) -> None:
+    """With `storage.maintenance.readonly.enabled` storage is only read at start (a listing): a read-only
+    root serves pulls; here with a SQLite file named relative to the working directory."""
+    root = tmp_path / "data"
+    root.mkdir()
+    port = free_port()
+    settings = base_config(
+        tmp_path,
+        storage={"maintenance": {"readonly": {"enabled": True}}},
+        database={"dsn": "sqlite:///metadata.db"},
+        http={"addr": f"127.0.0.1:{port}"},
+    )
+    command = read_only(root, portside("serve", str(write_config(tmp_path, settings)), "-w", "1"))
+    url = f"http://127.0.0.1:{port}"
+    with serving(command, tmp_path, url), httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/v2/_catalog").json() == {"repositories": []}
+        assert c.post(f"/v2/{unique_repo('ro')}/blobs/uploads/").status_code == 405
+    assert (tmp_path / "metadata.db").is_file()
+
+
 # ---------------------------------------------------------------------------
 # TLS files
 

@@ -52,17 +52,18 @@ def database_location(config: Config) -> str:
     dsn = config.database_dsn()
     if dsn == "sqlite://":
         return "SQLite in memory"
-    if dsn.startswith("sqlite"):
-        return f"SQLite {dsn.split(':///', 1)[1]}"
+    path = sqlite_path(config)
+    if path is not None:
+        return f"SQLite {path}"
     return redact_dsn(dsn)
 
 
 def sqlite_path(config: Config) -> str | None:
-    """The SQLite database file, when the metadata store is one on disk."""
+    """The SQLite database file (an absolute path), when the metadata store is one on disk."""
     dsn = config.database_dsn()
     if dsn.startswith("sqlite") and ":///" in dsn:
         path = dsn.split(":///", 1)[1].split("?", 1)[0]
-        return path or None
+        return os.path.abspath(path) if path else None
     return None
 
 
