@@ -90,6 +90,7 @@ class Registry:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=self.workdir,  # defaults relative to the working directory (./data) stay in the test's directory
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -161,6 +162,25 @@ def _error_codes_are_declared() -> Iterator[None]:
     yield
     undeclared = sorted({line.split("undeclared error code ", 1)[1] for r in STARTED for line in r.undeclared_errors()})
     assert undeclared == [], "error codes answered that the route table does not declare"
+
+
+CHECKOUT_DATA = Path(__file__).resolve().parents[1] / "data"
+"""Where `portside serve` keeps everything when run from the checkout without a configuration."""
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]] | None:
+    if not root.exists():
+        return None
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_data_is_left_alone() -> Iterator[None]:
+    """Every test keeps its servers' data in a temporary directory of its own: the checkout's ./data (what
+    `scripts/serve` uses) must be neither created nor changed by the suite."""
+    before = _tree(CHECKOUT_DATA)
+    yield
+    assert _tree(CHECKOUT_DATA) == before, f"tests wrote into {CHECKOUT_DATA}"
 
 
 RegistryFactory = Callable[..., Registry]

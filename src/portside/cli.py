@@ -13,6 +13,7 @@ from portside.config import ConfigError, load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="portside", message="%(prog)s %(version)s")
 def main() -> None:
     """Portside: an OCI Distribution / Docker Registry V2 container registry."""
 
@@ -30,6 +31,27 @@ def serve(config: str | None, workers: int | None) -> None:
         server.serve(settings, workers)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def config() -> None:
+    """Check a configuration before serving it."""
+
+
+@config.command("check")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+def config_check(config: str | None) -> None:
+    """Validate CONFIG with the REGISTRY_* overrides, as `serve` reads it, and print the effective configuration
+    (defaults filled in, secrets as ***) as YAML; exit 1 naming the key when it is invalid."""
+    import yaml
+
+    from portside.config.describe import effective
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(yaml.safe_dump(effective(settings), sort_keys=False), nl=False)
 
 
 @main.command("token-server")

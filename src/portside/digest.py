@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any, Final
 
 # The OCI descriptor grammar: algorithm components joined by [+._-], then an encoded part.
-_GRAMMAR: Final = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_GRAMMAR: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
-# Registered algorithms Portside accepts: hasher constructor and the exact encoded form.
+# Registered algorithms Portside accepts: hasher constructor and the exact encoded form. Patterns are
+# matched whole (`fullmatch`), so no trailing newline passes.
 ALGORITHMS: Final[dict[str, tuple[Callable[[], Any], re.Pattern[str]]]] = {
-    "sha256": (hashlib.sha256, re.compile(r"^[a-f0-9]{64}$")),
-    "sha512": (hashlib.sha512, re.compile(r"^[a-f0-9]{128}$")),
+    "sha256": (hashlib.sha256, re.compile(r"[a-f0-9]{64}")),
+    "sha512": (hashlib.sha512, re.compile(r"[a-f0-9]{128}")),
 }
 CANONICAL: Final = "sha256"
 
@@ -29,13 +30,13 @@ class Digest(str):
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        if not _GRAMMAR.match(text):
+        if not _GRAMMAR.fullmatch(text):
             raise DigestError(f"invalid digest {text[:150]!r}")
         algorithm, encoded = text.split(":", 1)
         spec = ALGORITHMS.get(algorithm)
         if spec is None:
             raise DigestError(f"unsupported digest algorithm {algorithm[:40]!r}")
-        if not spec[1].match(encoded):
+        if not spec[1].fullmatch(encoded):
             raise DigestError(f"invalid {algorithm} digest {text[:150]!r}")
         return cls(text)
 

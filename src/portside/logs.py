@@ -53,5 +53,7 @@ def configure(log: Log) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[log.level])
+    # Alembic announces each of its plugins at info on every start; only a debug log wants them.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.DEBUG if log.level == "debug" else logging.WARNING)
     access = logging.getLogger("portside.access")
     access.disabled = log.accesslog.disabled

@@ -36,12 +36,13 @@ _DOMAIN = rf"(?:{_DOMAIN_NAME}|{_IPV6})(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
-REPOSITORY_NAME_RE: Final = re.compile(rf"^{_REMOTE_NAME}$")
-TAG_RE: Final = re.compile(rf"^{_TAG}$", re.ASCII)
+# Every pattern is matched whole (`fullmatch`): `$` would also match before a final newline.
+REPOSITORY_NAME_RE: Final = re.compile(_REMOTE_NAME)
+TAG_RE: Final = re.compile(_TAG, re.ASCII)
 _REFERENCE_RE: Final = re.compile(
-    rf"^(?P<name>(?:{_DOMAIN}/)?{_REMOTE_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$", re.ASCII
+    rf"(?P<name>(?:{_DOMAIN}/)?{_REMOTE_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII
 )
-_ANCHORED_DOMAIN_RE: Final = re.compile(rf"^{_DOMAIN}$")
+_ANCHORED_DOMAIN_RE: Final = re.compile(_DOMAIN)
 
 
 class ReferenceError(ValueError):
@@ -52,13 +53,13 @@ def validate_repository_name(name: str) -> str:
     """Check a repository name as it appears in a `/v2/<name>/...` route."""
     if len(name) > NAME_TOTAL_LENGTH_MAX:
         raise ReferenceError(f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters")
-    if not REPOSITORY_NAME_RE.match(name):
+    if not REPOSITORY_NAME_RE.fullmatch(name):
         raise ReferenceError(f"invalid repository name {name[:150]!r}")
     return name
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise ReferenceError(f"invalid tag {tag[:150]!r}")
     return tag
 
@@ -110,16 +111,16 @@ def parse(text: str) -> Reference:
     """Parse a reference as written, without normalising the domain (distribution's `reference.Parse`)."""
     if not text:
         raise ReferenceError("repository name must have at least one component")
-    match = _REFERENCE_RE.match(text)
+    match = _REFERENCE_RE.fullmatch(text)
     if match is None:
-        if _REFERENCE_RE.match(text.lower()):
+        if _REFERENCE_RE.fullmatch(text.lower()):
             raise ReferenceError("repository name must be lowercase")
         raise ReferenceError(f"invalid reference format {text[:150]!r}")
     name = match["name"]
     if len(name) > NAME_TOTAL_LENGTH_MAX:
         raise ReferenceError(f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters")
     domain, path = _split_domain(name)
-    if domain and not _ANCHORED_DOMAIN_RE.match(domain):
+    if domain and not _ANCHORED_DOMAIN_RE.fullmatch(domain):
         raise ReferenceError(f"invalid domain {domain!r}")
     digest = None
     if match["digest"]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import gc
 import os
 import signal
 import socket
@@ -38,19 +40,60 @@ FIRST_BYTE_TIMEOUT = 30.0
 DEFAULT_DRAIN = 30.0
 
 
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim): start-up builds and drops many
+    temporary objects (statements, schemas), and the pages they leave free would otherwise stay resident."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
+
+
 def drain_seconds(config: Config) -> float:
     """How long requests in flight may run on after SIGTERM (http.draintimeout, 30 s when unset)."""
     return config.http.draintimeout or DEFAULT_DRAIN
 
 
+class TlsError(ValueError):
+    """A TLS file that cannot be used; the message names its key and path."""
+
+
+def _pem(key: str, path: str, marker: bytes, what: str) -> None:
+    """The file can be read and holds a PEM block of `marker` (`ssl` alone would only say "PEM lib")."""
+    try:
+        with open(path, "rb") as file:
+            content = file.read()
+    except OSError as exc:
+        raise TlsError(f"{key} {path}: {exc.strerror}") from None
+    if b"-----BEGIN " not in content or marker not in content:
+        raise TlsError(f"{key} {path} is not a PEM {what}")
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    return str(exc.reason or exc.strerror or exc).replace("_", " ").lower()
+
+
 def tls_context(tls: Tls) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3 if tls.minimumtls == "tls1.3" else ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(tls.certificate, tls.key)
+    _pem("http.tls.certificate", tls.certificate, b"CERTIFICATE-----", "certificate")
+    _pem("http.tls.key", tls.key, b"PRIVATE KEY-----", "private key")
+    try:
+        context.load_cert_chain(tls.certificate, tls.key)
+    except ssl.SSLError as exc:
+        raise TlsError(
+            f"http.tls.certificate {tls.certificate} and http.tls.key {tls.key} do not go together: {_reason(exc)}"
+        ) from None
     if tls.clientcas:
         context.verify_mode = ssl.CERT_REQUIRED
         for path in tls.clientcas:
-            context.load_verify_locations(cafile=path)
+            _pem("http.tls.clientcas", path, b"CERTIFICATE-----", "certificate")
+            try:
+                context.load_verify_locations(cafile=path)
+            except ssl.SSLError as exc:
+                raise TlsError(f"http.tls.clientcas {path}: {_reason(exc)}") from None
     context.set_alpn_protocols(["http/1.1"])
     return context
 
@@ -187,6 +230,8 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
         self._wakeup = asyncio.Event()
         runner: web.AppRunner = await self.wsgi()
         await runner.setup()
+        gc.collect()
+        release_free_memory()
         tls = self.app.config_model.http.tls
         acceptors: list[_Acceptor] = []
         assert runner.server is not None
@@ -223,9 +268,19 @@ class PortsideWorker(base.Worker):  # type: ignore[misc]
         if services is None:
             return
         services.draining = True
+        limit = drain_seconds(self.app.config_model)
+        if services.in_flight:
+            self.log.info(
+                "worker %d stopping: draining %d request(s) in flight for at most %.0f s",
+                os.getpid(),
+                services.in_flight,
+                limit,
+            )
+        else:
+            self.log.info("worker %d stopping: no request in flight", os.getpid())
         if services.in_flight:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(services.idle.wait(), drain_seconds(self.app.config_model))
+                await asyncio.wait_for(services.idle.wait(), limit)
         if services.in_flight:
             self.log.warning("%d request(s) still running after the drain time; closing them", services.in_flight)
 

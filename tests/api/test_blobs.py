@@ -124,6 +124,17 @@ def test_several_ranges_return_the_whole_blob(client: httpx.Client, repo: str, s
     assert_blob_content(resp, stored)
 
 
+@pytest.mark.parametrize("range_value", ["items=0-5", "Items=0-", "pages=1-2", "x-unit=-3"])
+def test_range_in_a_unit_not_understood_is_ignored(
+    client: httpx.Client, repo: str, stored: Blob, range_value: str
+) -> None:
+    """RFC 9110 14.2: a server MUST ignore a `Range` whose range unit it does not understand; the answer is
+    200 with the whole blob, as without the header (behaviour doc "Blobs")."""
+    resp = client.get(f"/v2/{repo}/blobs/{stored.digest}", headers={"Range": range_value})
+    assert_blob_content(resp, stored)
+    assert "content-range" not in resp.headers
+
+
 def test_range_on_zero_byte_blob_is_416(client: httpx.Client, repo: str) -> None:
     """RFC 9110 15.5.17: no range of an empty representation is satisfiable; behaviour doc: `bytes */0`."""
     empty = push_blob(client, repo, Blob(b""))

@@ -1,13 +1,18 @@
-"""Bad names, tags and digests on every route, and a sweep of hostile requests that must never get a 5xx."""
+"""Bad names, tags and digests on every route, and a sweep of hostile requests that must never get a 5xx,
+each against SQLite and PostgreSQL metadata (what one database takes, the other may refuse)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
 import httpx
 import pytest
+
+from tests.conftest import Registry
 
 from .oci import (
     OCI_MANIFEST,
@@ -27,6 +32,20 @@ from .oci import (
 )
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Registry:
+    """The shared SQLite server, then one on PostgreSQL."""
+    name = "registry" if request.param == "sqlite" else "postgres_registry"
+    reg: Registry = request.getfixturevalue(name)
+    return reg
+
+
+@pytest.fixture
+def client(backend: Registry) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=backend.url, timeout=60.0) as c:
+        yield c
+
+
 @dataclass
 class Seeded:
     """A repository holding an image, a blob, and an open upload session."""
@@ -40,8 +59,10 @@ class Seeded:
         return template.format(
             repo=self.repo,
             blob=self.blob,
+            manifest=self.image.digest,
             digest=random_digest(),
             upload=self.upload,
+            upload_path=self.upload.split("?", 1)[0],
             uuid=uuid4().hex,
         )
 
@@ -186,13 +207,28 @@ BAD_TAGS = {
 
 
 @pytest.mark.parametrize("tag", list(BAD_TAGS.values()), ids=list(BAD_TAGS))
-@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
 def test_invalid_tag_is_400_tag_invalid(client: httpx.Client, seeded: Seeded, method: str, tag: str) -> None:
-    """OCI: a tag MUST match `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`; behaviour doc: else 400 TAG_INVALID."""
+    """OCI: a tag MUST match `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`; behaviour doc: pushing or deleting any
+    other tag is 400 TAG_INVALID."""
     body = seeded.image.manifest.body if method == "PUT" else None
     headers = {"Content-Type": OCI_MANIFEST} if method == "PUT" else None
     resp = raw_request(client, method, f"/v2/{seeded.repo}/manifests/{tag}", headers=headers, content=body)
     assert_error(resp, 400, "TAG_INVALID")
+
+
+@pytest.mark.parametrize("tag", [*BAD_TAGS.values(), ".INVALID_MANIFEST_NAME"], ids=[*BAD_TAGS, "conformance"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_reading_an_invalid_tag_is_404_manifest_unknown(
+    client: httpx.Client, seeded: Seeded, method: str, tag: str
+) -> None:
+    """The OCI conformance suite reads `.INVALID_MANIFEST_NAME` and expects 404 MANIFEST_UNKNOWN: no
+    manifest can have a reference that is neither a tag nor a digest (behaviour doc "Names and
+    references"); in a repository that does not exist it is NAME_UNKNOWN, as for any tag."""
+    resp = raw_request(client, method, f"/v2/{seeded.repo}/manifests/{tag}")
+    assert_error(resp, 404, "MANIFEST_UNKNOWN")
+    unknown = raw_request(client, method, f"/v2/{seeded.repo}-absent/manifests/{tag}")
+    assert_error(unknown, 404, "NAME_UNKNOWN")
 
 
 @pytest.mark.parametrize("tag", ["t" * 128, "_x", "X.Y-Z_", "0", "UPPER", "a..b", "a--__..b"])
@@ -403,3 +439,83 @@ def test_hostile_request_never_gets_5xx(client: httpx.Client, seeded: Seeded, pr
         if probe.method != "HEAD" and probe.under_v2:
             assert resp.headers.get("content-type", "").startswith("application/json"), describe(resp)
     assert client.get("/v2/").status_code == 200
+
+
+# ---------------------------------------------------------------------------
+# Line breaks and control characters
+
+LINE_BREAKS: dict[str, tuple[str, str, int, str]] = {
+    "name-lf": ("GET", "/v2/conf/a%0Ab/tags/list", 400, "NAME_INVALID"),
+    "name-trailing-lf": ("GET", "/v2/{repo}%0A/manifests/latest", 400, "NAME_INVALID"),
+    "name-trailing-crlf": ("HEAD", "/v2/{repo}%0D%0A/blobs/{blob}", 400, "NAME_INVALID"),
+    "tag-trailing-lf": ("GET", "/v2/{repo}/manifests/latest%0A", 404, "MANIFEST_UNKNOWN"),
+    "tag-trailing-crlf-put": ("PUT", "/v2/{repo}/manifests/latest%0D%0A", 400, "TAG_INVALID"),
+    "blob-digest-trailing-lf": ("GET", "/v2/{repo}/blobs/{blob}%0A", 400, "DIGEST_INVALID"),
+    "manifest-digest-trailing-crlf": ("GET", "/v2/{repo}/manifests/{manifest}%0D%0A", 400, "DIGEST_INVALID"),
+    "referrers-digest-trailing-lf": ("GET", "/v2/{repo}/referrers/{manifest}%0A", 400, "DIGEST_INVALID"),
+    "upload-id-trailing-lf": ("GET", "{upload_path}%0A", 404, "BLOB_UPLOAD_UNKNOWN"),
+    "route-lf": ("GET", "/v2/%0A", 404, "UNSUPPORTED"),
+    "route-inner-crlf": ("GET", "/v2/{repo}/%0D%0A/list", 404, "UNSUPPORTED"),
+    "mount-trailing-lf": ("POST", "/v2/{repo}/blobs/uploads/?mount={blob}%0A&from={repo}", 400, "DIGEST_INVALID"),
+    "mount-from-trailing-lf": ("POST", "/v2/{repo}/blobs/uploads/?mount={blob}&from={repo}%0A", 400, "NAME_INVALID"),
+    "post-digest-trailing-lf": ("POST", "/v2/{repo}/blobs/uploads/?digest={blob}%0A", 400, "DIGEST_INVALID"),
+    "put-digest-trailing-lf": ("PUT", "{upload_path}?digest={blob}%0A", 400, "DIGEST_INVALID"),
+}
+
+
+@pytest.mark.parametrize(("method", "template", "status", "code"), LINE_BREAKS.values(), ids=list(LINE_BREAKS))
+def test_line_breaks_anywhere_get_the_error_body(
+    client: httpx.Client, seeded: Seeded, method: str, template: str, status: int, code: str
+) -> None:
+    """OCI "Error Codes": every `/v2/` error carries the JSON error body, a line break in a name, reference,
+    digest or query parameter included; a trailing one never passes as valid (names, tags and digests are
+    matched whole)."""
+    body: bytes | None = None
+    headers: dict[str, str] = {}
+    if method == "PUT" and "/manifests/" in template:
+        body, headers = seeded.image.manifest.body, {"Content-Type": OCI_MANIFEST}
+    elif method in {"PUT", "POST"}:
+        body, headers = b"", {"Content-Type": "application/octet-stream"}
+    resp = raw_request(client, method, seeded.fill(template), headers=headers, content=body)
+    assert_error(resp, status, code)
+    assert resp.headers.get("x-request-id"), describe(resp)
+    assert resp.headers.get("docker-distribution-api-version") == "registry/2.0", describe(resp)
+
+
+def test_line_breaks_get_an_access_log_line(registry_factory: Any) -> None:
+    """docs/operations.md "Logs": each request gets one access log line, a path with a line break too."""
+    from tests.operations.support import access_lines, wait_until
+
+    reg = registry_factory({"log": {"level": "info", "formatter": "json", "accesslog": {"disabled": False}}})
+    with httpx.Client(base_url=reg.url, timeout=30) as c:
+        for target in ("/v2/conf/a%0Ab/tags/list", "/v2/%0D%0A"):
+            resp = raw_request(c, "GET", target)
+            assert resp.status_code in (400, 404), describe(resp)
+            rid = resp.headers["x-request-id"]
+            (line,) = wait_until(lambda rid=rid: access_lines(reg, rid), 30, f"the access line of {target}")
+            assert line["status"] == resp.status_code
+
+
+CONTROL_CHARACTERS = {"nul": "%00", "lf": "%0A", "cr": "%0D", "esc": "%1B", "del": "%7F", "c1-nel": "%C2%85"}
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS.values(), ids=list(CONTROL_CHARACTERS))
+@pytest.mark.parametrize("target", ["/v2/_catalog?last=a{char}b", "/v2/{repo}/tags/list?n=1&last=a{char}"])
+def test_control_characters_in_last_are_400(client: httpx.Client, seeded: Seeded, target: str, char: str) -> None:
+    """Behaviour doc "Listing": a `last` with a control character is refused, 400
+    PAGINATION_NUMBER_INVALID, before the metadata store (PostgreSQL cannot store a NUL)."""
+    resp = raw_request(client, "GET", seeded.fill(target.replace("{char}", char)))
+    assert_error(resp, 400, "PAGINATION_NUMBER_INVALID")
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS.values(), ids=list(CONTROL_CHARACTERS))
+def test_referrers_filter_with_control_characters_matches_nothing(
+    client: httpx.Client, seeded: Seeded, char: str
+) -> None:
+    """Behaviour doc "Referrers": an `artifactType` that is no media type (a control character in it) can be
+    no manifest's, so the answer is the empty index, filter applied, without asking the store; OCI: the
+    referrers API never answers 404."""
+    resp = raw_request(client, "GET", seeded.fill(f"/v2/{{repo}}/referrers/{{manifest}}?artifactType=a/b{char}"))
+    assert resp.status_code == 200, describe(resp)
+    assert resp.json()["manifests"] == []
+    assert resp.headers.get("oci-filters-applied") == "artifactType"

@@ -509,6 +509,8 @@ def invalid_bodies(config: Blob, layer: Blob) -> dict[str, tuple[bytes, str]]:
             OCI_MANIFEST,
         ),
         "unknown-media-type": (variant(mediaType=None), "application/vnd.example.unknown+json"),
+        "unregistered-content-type-oci-body": (encode(good), "text/x-nonsense"),
+        "unknown-content-type-docker-body": (variant(mediaType=DOCKER_MANIFEST), "application/vnd.example+json"),
     }
 
 
@@ -535,6 +537,8 @@ INVALID_CASES = [
     "index-manifests-not-list",
     "index-as-manifest",
     "unknown-media-type",
+    "unregistered-content-type-oci-body",
+    "unknown-content-type-docker-body",
 ]
 
 
@@ -657,3 +661,53 @@ def test_manifest_without_subject_has_no_oci_subject(client: httpx.Client, repo:
     resp = put_manifest(client, repo, "plain", manifest)
     assert_manifest_created(resp, repo, manifest)
     assert "oci-subject" not in resp.headers
+
+
+NON_DISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+
+def url_layer_manifest(client: httpx.Client, repo: str, url: str, docker: bool = False) -> Manifest:
+    """An image whose one layer is fetched from `url` (never pushed here), as non-distributable layers are."""
+    config = push_blob(client, repo, config_blob(DOCKER_CONFIG if docker else OCI_CONFIG))
+    layer = random_blob(64, DOCKER_FOREIGN if docker else NON_DISTRIBUTABLE)
+    body = json.loads(image_manifest(config, [], media_type=DOCKER_MANIFEST if docker else OCI_MANIFEST).body)
+    body["layers"] = [layer.descriptor(urls=[url])]
+    return Manifest(encode(body), DOCKER_MANIFEST if docker else OCI_MANIFEST)
+
+
+@pytest.mark.parametrize("docker", [False, True], ids=["oci-non-distributable", "docker-foreign"])
+def test_layers_with_urls_are_accepted_by_default(client: httpx.Client, repo: str, docker: bool) -> None:
+    """The OCI conformance suite pushes non-distributable layers with `urls` and expects 201; behaviour doc
+    "Manifests": without `validation.manifests.urls` rules such layers are accepted (their bytes are not
+    required in the repository), and the manifest is served as pushed."""
+    manifest = url_layer_manifest(client, repo, "https://layers.example.com/base.tar.gz", docker)
+    resp = put_manifest(client, repo, "foreign", manifest)
+    assert_manifest_created(resp, repo, manifest)
+    assert_manifest_content(client.get(f"/v2/{repo}/manifests/foreign"), manifest)
+
+
+def test_url_rules_restrict_layers_with_urls_when_configured(registry_factory: Any) -> None:
+    """distribution's `validation.manifests.urls`: with `allow`, every URL must match one of its
+    expressions; with `deny`, none may match one of its; refused: 400 MANIFEST_INVALID."""
+    allow = {"allow": [r"^https://allowed\.example\.com/"], "deny": [r"/private/"]}
+    deny_only = {"deny": [r"^http://"]}
+    for rules, accepted, refused in (
+        (
+            allow,
+            ["https://allowed.example.com/a.tar"],
+            ["https://other.example.com/a.tar", "https://allowed.example.com/private/a.tar"],
+        ),
+        (deny_only, ["https://anywhere.example.com/a.tar"], ["http://anywhere.example.com/a.tar"]),
+    ):
+        reg = registry_factory({"validation": {"manifests": {"urls": rules}}})
+        with httpx.Client(base_url=reg.url, timeout=30) as c:
+            name = repo_name("urls")
+            for url in accepted:
+                resp = put_manifest(c, name, "ok", url_layer_manifest(c, name, url))
+                assert resp.status_code == 201, f"{rules} {url}: {describe(resp)}"
+            for url in refused:
+                resp = put_manifest(c, name, "refused", url_layer_manifest(c, name, url))
+                assert_error(resp, 400, "MANIFEST_INVALID")
+            assert_error(c.get(f"/v2/{name}/manifests/refused"), 404, "MANIFEST_UNKNOWN")
+        reg.stop()

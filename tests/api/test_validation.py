@@ -1,9 +1,10 @@
 """`validation` (Docker Distribution's configuration.md, "validation"), over HTTP.
 
 - `validation.manifests.urls`: layers that clients fetch from elsewhere carry `urls`. "If `allow` is unset,
-  pushing a manifest containing URLs fails"; with `allow`, every URL must match one of its expressions and
-  none may match `deny`. Such a layer need not be in the repository. A Docker foreign layer without `urls`
-  is refused.
+  pushing a manifest containing URLs fails" in Distribution; Portside accepts them when neither `allow` nor
+  `deny` is set, as the OCI conformance suite expects. With `allow`, every URL must match one of its
+  expressions; none may match `deny`. Such a layer need not be in the repository. A Docker foreign layer
+  without `urls` is refused.
 - `validation.manifests.indexes.platforms`: `all` (the default) requires every image of an index to be in the
   repository, `none` none of them, `list` only those whose platform is in `platformlist`.
 - `validation.disabled: true` "disables the other options in the validation section": any URL is accepted and
@@ -114,12 +115,14 @@ def assert_accepted(c: httpx.Client, repo: str, manifest: Manifest) -> None:
 
 
 @pytest.mark.parametrize("media_type", [FOREIGN, NONDISTRIBUTABLE])
-def test_layer_urls_are_refused_without_allow(servers: dict[str, Registry], media_type: str) -> None:
-    """Defaults: "If `allow` is unset, pushing a manifest containing URLs fails" (400 MANIFEST_INVALID)."""
+def test_layer_urls_are_accepted_without_rules(servers: dict[str, Registry], media_type: str) -> None:
+    """Defaults: with no `allow` or `deny`, a layer fetched from its URLs is accepted without being in the
+    repository, as the OCI conformance suite expects (Distribution refuses it; docs/http-behaviour.md)."""
     with client_for(servers, "default") as c:
         repo = repo_name("val")
-        manifest, _ = url_layer_manifest(c, repo, [ALLOWED], media_type, docker=media_type == FOREIGN)
-        assert_refused(c, repo, manifest, 400, "MANIFEST_INVALID")
+        manifest, layer = url_layer_manifest(c, repo, [ALLOWED], media_type, docker=media_type == FOREIGN)
+        assert_accepted(c, repo, manifest)
+        assert c.head(f"/v2/{repo}/blobs/{layer.digest}").status_code == 404
 
 
 @pytest.mark.parametrize("setting", ["default", "urls", "disabled"])

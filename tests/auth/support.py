@@ -151,6 +151,7 @@ class TLSRegistry(Registry):
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
+            cwd=self.workdir,  # defaults relative to the working directory (./data) stay in the test's directory
             start_new_session=True,
         )
         host, _, port = self.host.rpartition(":")

@@ -124,12 +124,6 @@ async def test_health_reports_each_failing_check(tmp_path: Path) -> None:
     await asyncio.sleep(0.2)  # the driver's connection thread reports its failed open after the await returns
 
 
-@pytest.mark.parametrize("workers", [2])
-def test_inmemory_storage_refuses_several_workers(registry_factory: RegistryFactory, workers: int) -> None:
-    with pytest.raises(RuntimeError, match="--workers 1"):
-        registry_factory({"storage": {"inmemory": {}, "filesystem": None}}, workers=workers)
-
-
 def test_postgresql_metadata_serves_a_whole_push_and_pull(registry_factory: RegistryFactory) -> None:
     """The same registry on PostgreSQL: each run gets a database of its own."""
     import asyncio

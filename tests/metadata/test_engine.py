@@ -118,3 +118,17 @@ async def test_reads_see_committed_writes(tmp_path: Path, memory: bool) -> None:
         assert await store.uploads.get(upload.id) == upload
     finally:
         await store.close()
+
+
+async def test_a_write_where_the_lock_file_cannot_be_made_fails_instead_of_waiting(tmp_path: Path) -> None:
+    """Each write takes an advisory lock file beside the database; when it cannot be created (a read-only or
+    vanished directory) the write fails with that reason, and so does the next, instead of waiting for a
+    writer thread that has died. The generous deadline only catches a hang."""
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    db = open_database(f"sqlite:///{directory / 'metadata.db'}")
+    directory.rmdir()
+    for _ in range(2):
+        with pytest.raises(OSError, match=r"metadata\.db\.writelock"):
+            await asyncio.wait_for(db.write(lambda conn: conn.execute(text("SELECT 1"))), 60)
+    await db.dispose()

@@ -132,3 +132,44 @@ def test_go_durations(text: str | int, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "REGISTRY_STORAGE_DELETE_ENABLED",
+        "REGISTRY_STORAGE_REDIRECT_DISABLE",
+        "REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED",
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_DRYRUN",
+        "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR",
+    ],
+)
+def test_overriding_a_storage_setting_alone_keeps_the_default_driver(variable: str) -> None:
+    """README: `REGISTRY_STORAGE_DELETE_ENABLED=true portside serve` with no file serves from ./data."""
+    value = "inmemory" if variable.endswith("BLOBDESCRIPTOR") else "true"
+    config = load_config(None, {variable: value})
+    assert config.storage.driver == "filesystem"
+    assert config.storage.parameters["rootdirectory"] == "./data"
+
+
+def test_a_file_storage_section_without_a_driver_is_still_an_error(tmp_path: Path) -> None:
+    """Only overrides over no storage section at all fall back to the default driver."""
+    with pytest.raises(ConfigError, match="exactly one driver section"):
+        load_config(write(tmp_path, "storage:\n  delete: {enabled: true}\n"), {})
+
+
+@pytest.mark.parametrize(
+    ("environ", "key"),
+    [
+        ({"REGISTRY_STORAGE": "s3"}, "storage.s3.bucket"),
+        (
+            {"REGISTRY_STORAGE": "s3", "REGISTRY_STORAGE_S3_BUCKET": "b", "REGISTRY_STORAGE_S3_CHUNKSIZE": "5"},
+            "storage.s3.chunksize",
+        ),
+        ({"REGISTRY_STORAGE": "azure"}, "storage.azure.accountname"),
+        ({"REGISTRY_STORAGE": "gcs"}, "storage.gcs.bucket"),
+    ],
+)
+def test_a_driver_key_is_named_under_its_driver(environ: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}:"):
+        load_config(None, environ)

@@ -103,3 +103,18 @@ def test_normalised_names_follow_docker() -> None:
     assert parse_normalized("index.docker.io/foo/bar:1").name == "docker.io/foo/bar"
     assert parse_normalized("ubuntu:22.04").familiar() == "ubuntu:22.04"
     assert parse_normalized("quay.io/a/b").familiar() == "quay.io/a/b"
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\n\n"])
+def test_a_trailing_line_break_is_never_valid(suffix: str) -> None:
+    """Names, tags, digests and references are matched whole: `$` would let a final newline through."""
+    with pytest.raises(DigestError):
+        Digest.parse(SHA256_EMPTY + suffix)
+    with pytest.raises(ReferenceError):
+        validate_repository_name("library/alpine" + suffix)
+    with pytest.raises(ReferenceError):
+        validate_tag("latest" + suffix)
+    with pytest.raises(ReferenceError):
+        parse("example.com/alpine:latest" + suffix)
+    with pytest.raises(ReferenceError):
+        parse(f"example.com{suffix}/alpine")

@@ -36,13 +36,19 @@ def test_satisfiable_ranges(header: str | None, expected: ByteRange | None) -> N
 
 @pytest.mark.parametrize(
     "header",
-    ["bytes=100-", "bytes=200-300", "bytes=5-2", "bytes=", "items=0-1", "bytes=a-b", "0-9", "bytes=-0", "bytes=-"],
+    ["bytes=100-", "bytes=200-300", "bytes=5-2", "bytes=", "bytes=a-b", "0-9", "bytes=-0", "bytes=-"],
 )
 def test_unsatisfiable_or_malformed_ranges(header: str) -> None:
     with pytest.raises(ApiError) as info:
         parse_range(header, 100)
     assert info.value.code is ErrorCode.RANGE_INVALID
     assert info.value.headers == {"Content-Range": "bytes */100"}
+
+
+@pytest.mark.parametrize("header", ["items=0-1", "ITEMS=0-", "pages=-5", "x=abc"])
+def test_a_range_unit_not_understood_is_ignored(header: str) -> None:
+    """RFC 9110 14.2: a Range in a unit other than bytes is ignored: the whole representation."""
+    assert parse_range(header, 100) is None
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.auth.support import bcrypt_line
+
 OPTIONAL = ("asyncpg", "sqlalchemy.ext.asyncio", "sqlalchemy.dialects.postgresql", "jwt", "cryptography")
 
 PROBE = """
@@ -70,7 +72,7 @@ def test_token_auth_loads_its_libraries_and_htpasswd_does_not(
     tmp_path: Path, section: str, expected: str | None
 ) -> None:
     (tmp_path / "jwks.json").write_text('{"keys": []}')
-    (tmp_path / "htpasswd").write_text("")
+    (tmp_path / "htpasswd").write_text(bcrypt_line("alice", "a-password") + "\n")  # nobody could log in without one
     section = section.replace("JWKS", str(tmp_path / "jwks.json")).replace("HTPASSWD", str(tmp_path / "htpasswd"))
     modules = loaded(write_config(tmp_path, section))
     assert (expected in modules) if expected else modules == []

@@ -95,6 +95,8 @@ def test_docker_types() -> None:
         (image(schemaVersion="2"), mt.OCI_MANIFEST, "schemaVersion must be 2"),
         (image(schemaVersion=3), mt.OCI_MANIFEST, "schemaVersion must be 2"),
         (image(), mt.OCI_INDEX, "does not match Content-Type"),
+        (image(), "text/x-nonsense", "does not match Content-Type"),
+        (image(), "application/vnd.example.unknown+json; charset=utf-8", "does not match Content-Type"),
         (image(), mt.DOCKER_SCHEMA1_SIGNED, "schema1"),
         (image(mediaType="application/vnd.example+json"), None, "unsupported manifest media type"),
         ({"schemaVersion": 2}, "application/x-custom", "unsupported manifest media type"),

@@ -48,6 +48,7 @@ ROUTE = web.RequestKey("route", str)
 REPOSITORY = web.RequestKey("repository", str)
 USER = web.RequestKey("user", str)
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+SERVER = "Portside"
 
 
 def settings_from(config: Config) -> ApiSettings:
@@ -310,6 +311,7 @@ def _log_access(request: web.Request, status: int, sent: int, seconds: float) ->
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+    response.headers["Server"] = SERVER  # aiohttp's default names the Python and aiohttp versions
     if ID in request:
         response.headers[REQUEST_ID] = request[ID]
     for name, values in request.app[SERVICES].settings.headers.items():
@@ -390,5 +392,6 @@ def create_app(config: Config, *, migrate: bool = False) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_common_headers)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    # Every path, line breaks (`%0A` decoded) included, so each answer is the dispatcher's.
+    app.router.add_route("*", "/{tail:(?s:.*)}", dispatch)
     return app

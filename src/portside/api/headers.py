@@ -9,8 +9,9 @@ from urllib.parse import urlencode
 
 from portside.api.errors import ApiError, ErrorCode
 
-_CONTENT_RANGE: Final = re.compile(r"^(?:bytes[ =])?\s*(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
-_RANGE_SPEC: Final = re.compile(r"^(\d{0,19})-(\d{0,19})$")
+_CONTENT_RANGE: Final = re.compile(r"^(?:bytes[ =])?\s*(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?\Z")
+_RANGE_SPEC: Final = re.compile(r"^(\d{0,19})-(\d{0,19})\Z")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,15 @@ def unsatisfiable(size: int, why: str) -> ApiError:
 def parse_range(value: str | None, size: int) -> ByteRange | None:
     """The single byte range a `Range` header asks of a `size`-byte blob; None means the whole blob.
 
-    Several ranges at once are answered with the whole blob, which RFC 9110 allows.
+    Several ranges at once are answered with the whole blob, which RFC 9110 allows; a range unit other than
+    bytes is ignored, as RFC 9110 14.2 requires of a unit the server does not understand.
     """
     if value is None:
         return None
-    unit, _, specs = value.strip().partition("=")
-    if unit.strip().lower() != "bytes" or not specs.strip():
+    unit, equals, specs = value.strip().partition("=")
+    if equals and unit.strip() and unit.strip().lower() != "bytes":
+        return None
+    if not equals or unit.strip().lower() != "bytes" or not specs.strip():
         raise unsatisfiable(size, f"malformed Range {value[:100]!r}")
     parts = [p.strip() for p in specs.split(",")]
     if len(parts) > 1:
@@ -82,6 +86,14 @@ def parse_page_size(value: str | None) -> int | None:
     if not (value.isascii() and value.isdigit()) or len(value) > 1000:
         raise ApiError(ErrorCode.PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, got {value[:40]!r}")
     return int(value)
+
+
+def parse_last(value: str | None) -> str | None:
+    """A listing's `last`: any text but control characters, which no name or tag has and PostgreSQL cannot
+    even compare (NUL), so they are refused before the store."""
+    if value is not None and _CONTROL.search(value):
+        raise ApiError(ErrorCode.PAGINATION_NUMBER_INVALID, "last must not contain control characters")
+    return value
 
 
 def link_next(url: str, last: str, n: int) -> str:

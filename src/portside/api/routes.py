@@ -159,7 +159,7 @@ def _compile(template: str) -> re.Pattern[str]:
             regex += last_name if key == "name" else f"(?P<{key}>[^/]+)"
         else:
             regex += re.escape(piece)
-    return re.compile(f"^{regex}{'/?' if optional_slash else ''}$", re.DOTALL)
+    return re.compile(f"^{regex}{'/?' if optional_slash else ''}\\Z", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ REGISTRY_ROUTES = (
                     Answer(200, "The manifest.", MANIFEST_HEADERS, "Manifest"),
                     Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
                 ),
-                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID, *UPSTREAM),
+                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, *UPSTREAM),
             ),
             "HEAD": Operation(
                 manifests.get_manifest,
@@ -256,7 +256,7 @@ REGISTRY_ROUTES = (
                     Answer(200, "The manifest exists.", MANIFEST_HEADERS),
                     Answer(304, "The client's copy (If-None-Match) is current.", ("Docker-Content-Digest", "ETag")),
                 ),
-                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, E.TAG_INVALID, *UPSTREAM),
+                (E.DIGEST_INVALID, E.MANIFEST_UNKNOWN, E.NAME_UNKNOWN, *UPSTREAM),
             ),
             "PUT": Operation(
                 manifests.put_manifest,

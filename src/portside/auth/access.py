@@ -15,7 +15,9 @@ CATALOG: Final = "catalog"
 PULL, PUSH, DELETE, ALL = "pull", "push", "delete", "*"
 REPOSITORY_ACTIONS: Final = (PULL, PUSH, DELETE)
 
-_SCOPE: Final = re.compile(r"^(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?:(?P<name>[^\s]+):(?P<actions>[a-z*,]*)$")
+_SCOPE: Final = re.compile(
+    r"^(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?:(?P<name>[^\s]+):(?P<actions>[a-z*,]*)\Z"
+)
 
 
 class ScopeError(ValueError):

@@ -86,6 +86,7 @@ def _switch_driver(tree: dict[str, Any], driver: str) -> None:
 
 
 def apply_environment(tree: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    configured_storage = bool(tree.get("storage"))
     for name in sorted(environ):
         if not name.startswith(PREFIX) or name == CONFIG_PATH_VARIABLE:
             continue
@@ -106,6 +107,10 @@ def apply_environment(tree: dict[str, Any], environ: Mapping[str, str]) -> dict[
         if path[-1] == "version":
             value = environ[name]
         _set(tree, path, value)
+    storage = tree.get("storage")
+    if not configured_storage and isinstance(storage, dict) and not set(storage) - set(STORAGE_SETTINGS):
+        # Overrides of shared settings alone (REGISTRY_STORAGE_DELETE_ENABLED) keep the default driver.
+        storage["filesystem"] = {}
     return tree
 
 

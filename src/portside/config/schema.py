@@ -9,7 +9,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from portside.config.durations import parse_duration
 from portside.storage import factory
@@ -103,8 +103,13 @@ class Storage(Strict):
             names = ", ".join(sorted(drivers)) or "none"
             raise ValueError(f"storage needs exactly one driver section (found: {names})")
         ((driver, parameters),) = drivers.items()
-        # The driver's own model (beside the driver, registered with the factory) checks its keys.
-        parameters = factory.parameters_model(driver).model_validate(parameters or {}).model_dump()
+        # The driver's own model (beside the driver, registered with the factory) checks its keys; its errors
+        # are located under the driver's section (`storage.s3.bucket`, not `storage.bucket`).
+        try:
+            parameters = factory.parameters_model(driver).model_validate(parameters or {}).model_dump()
+        except ValidationError as exc:
+            errors = [{**e, "loc": (driver, *e["loc"])} for e in exc.errors()]
+            raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
         settings = {k: v for k, v in value.items() if k in STORAGE_SETTINGS}
         return {"driver": driver, "parameters": parameters, **settings}
 
@@ -168,7 +173,7 @@ class Http(Strict):
     @field_validator("host")
     @classmethod
     def _host_url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/\s]+(/.*)?$", value):
+        if value and not re.match(r"^https?://[^/\s]+(/.*)?\Z", value):
             raise ValueError("http.host must be an absolute URL such as https://registry.example.com:5000")
         return value.rstrip("/")
 
@@ -176,7 +181,7 @@ class Http(Strict):
     @classmethod
     def _prefix(cls, value: str) -> str:
         value = value.strip("/")
-        if value and not re.match(r"^[A-Za-z0-9._~/-]+$", value):
+        if value and not re.match(r"^[A-Za-z0-9._~/-]+\Z", value):
             raise ValueError("http.prefix may only contain URL path characters")
         return f"/{value}" if value else ""
 
@@ -387,7 +392,7 @@ class TokenServer(Strict):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not re.match(r"^/[A-Za-z0-9._~/-]*$", value):
+        if not re.match(r"^/[A-Za-z0-9._~/-]*\Z", value):
             raise ValueError("tokenserver.path must be an absolute URL path")
         return value
 

@@ -9,7 +9,7 @@ from typing import Any, Final
 from portside.digest import Digest, DigestError
 
 # RFC 6838 type "/" subtype, restricted-name characters only.
-_MEDIA_TYPE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+_MEDIA_TYPE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z")
 
 
 class DescriptorError(ValueError):

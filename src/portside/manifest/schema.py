@@ -157,6 +157,10 @@ class SchemaRegistry:
                 raise ManifestError(f"mediaType {body_type!r} does not match Content-Type {content_type!r}")
             return content_type
         if body_type is not None:
+            # distribution-spec 1.0.1: the body's mediaType, when present, must match Content-Type; only a
+            # generic Content-Type (or none) leaves the body to say what it is.
+            if content_type not in _GENERIC_CONTENT_TYPES:
+                raise ManifestError(f"mediaType {body_type!r} does not match Content-Type {content_type!r}"[:300])
             if body_type in self._schemas:
                 return body_type
             raise ManifestError(f"unsupported manifest media type {body_type!r}"[:300])

@@ -290,15 +290,17 @@ class SQLiteDatabase(Database):
 
     async def write(self, work: Work[T]) -> T:
         if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+            # Opened here, so a directory where the lock file cannot be made fails this write (an OSError naming
+            # the file) instead of ending the writer thread with every write left waiting.
+            lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644) if self._lock_path else -1
+            self._writer = threading.Thread(target=self._write_loop, args=(lock_fd,), name="sqlite-writer", daemon=True)
             self._writer.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(work, future, loop))
         return await future
 
-    def _write_loop(self) -> None:
-        lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644) if self._lock_path else -1
+    def _write_loop(self, lock_fd: int) -> None:
         try:
             while True:
                 job = self._jobs.get()
@@ -312,13 +314,16 @@ class SQLiteDatabase(Database):
                             self._jobs.put(None)  # stop after this group
                             break
                         group.append(more)
-                if lock_fd >= 0:
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX)
                 try:
-                    outcomes = self._run_group(group)
-                finally:
                     if lock_fd >= 0:
-                        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                    try:
+                        outcomes = self._run_group(group)
+                    finally:
+                        if lock_fd >= 0:
+                            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                except OSError as exc:  # the lock itself failed: so did every write of the group, none waits on
+                    outcomes = [(None, exc)] * len(group)
                 for done, (result, error) in zip(group, outcomes, strict=True):
                     with contextlib.suppress(RuntimeError):  # the waiting loop has closed
                         done.loop.call_soon_threadsafe(_settle, done.future, result, error)

@@ -76,6 +76,7 @@ _BLOB_IN_REPOSITORY = (
     .where(repository_blobs.c.repository_id == _REPO, blobs.c.digest == bindparam("digest"))
 )
 _BLOB = select(blobs.c.digest, blobs.c.size).where(blobs.c.digest == bindparam("digest"))
+_ANY_BLOB = select(blobs.c.digest).limit(1)
 _REPOSITORIES_WITH_BLOB = (
     select(repositories.c.name)
     .join(repository_blobs, repository_blobs.c.repository_id == repositories.c.id)
@@ -293,6 +294,10 @@ class RegistryMetadata:
     async def blob(self, digest: str) -> BlobRecord | None:
         row = await self._one(_BLOB, digest=digest)
         return None if row is None else BlobRecord(row.digest, row.size)
+
+    async def any_blob(self) -> bool:
+        """Whether the store records any blob at all."""
+        return await self._one(_ANY_BLOB) is not None
 
     async def repositories_with_blob(self, digest: str, limit: int = 100) -> list[str]:
         return [row.name for row in await self.db.fetch(_REPOSITORIES_WITH_BLOB, {"digest": digest, "limit": limit})]

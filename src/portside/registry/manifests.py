@@ -10,7 +10,7 @@ from portside.manifest.descriptor import Descriptor
 from portside.manifest.schema import Manifest, ManifestError, SchemaRegistry
 from portside.metadata.records import ManifestRecord, NewManifest
 from portside.metadata.store import MetadataStore
-from portside.reference import ReferenceError, validate_tag
+from portside.reference import TAG_RE, ReferenceError, validate_tag
 from portside.registry.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
@@ -26,8 +26,11 @@ from portside.registry.interfaces import ManifestContent
 from portside.registry.options import RegistryOptions
 
 
-def parse_manifest_reference(reference: str) -> tuple[str | None, Digest | None]:
-    """A `/manifests/<reference>` is a digest when it has a colon, a tag otherwise: (tag, digest)."""
+def parse_manifest_reference(reference: str, *, lookup: bool = False) -> tuple[str | None, Digest | None]:
+    """A `/manifests/<reference>` is a digest when it has a colon, a tag otherwise: (tag, digest).
+
+    For a lookup, a reference that is no valid tag comes back as a tag all the same: no manifest can have it,
+    so reading it is unknown (the OCI conformance suite expects 404), where pushing to it is TAG_INVALID."""
     if is_digest_like(reference):
         try:
             return None, Digest.parse(reference)
@@ -36,12 +39,17 @@ def parse_manifest_reference(reference: str) -> tuple[str | None, Digest | None]
     try:
         return validate_tag(reference), None
     except ReferenceError as exc:
+        if lookup:
+            return reference, None
         raise TagInvalid(str(exc), {"tag": reference[:200]}) from None
 
 
 def _check_urls(layer: Descriptor, options: RegistryOptions) -> None:
+    """Layers fetched from elsewhere (`urls`: non-distributable and foreign layers) are accepted, as the OCI
+    conformance suite expects; `validation.manifests.urls` restricts them when configured: with `allow`,
+    every URL must match one of its expressions, with `deny`, none may match one of its."""
     for url in layer.urls:
-        allowed = any(p.search(url) for p in options.url_allow)
+        allowed = not options.url_allow or any(p.search(url) for p in options.url_allow)
         denied = any(p.search(url) for p in options.url_deny)
         if not allowed or denied:
             raise ManifestInvalid(f"layer {layer.digest} has a URL that is not allowed: {url[:200]}")
@@ -125,6 +133,7 @@ class LocalManifestService:
     async def _unknown(self, reference: str) -> Exception:
         if not await self._store.registry.repository_exists(self.repository):
             return NameUnknown(f"repository {self.repository} is not known", {"name": self.repository})
+        reference = reference[:200]
         return ManifestUnknown(f"manifest {reference} is not in {self.repository}", {"reference": reference})
 
     async def get(self, digest: Digest) -> ManifestContent:
@@ -134,7 +143,8 @@ class LocalManifestService:
         return _content(record)
 
     async def get_by_tag(self, tag: str) -> ManifestContent:
-        record = await self._store.registry.manifest_by_tag(self.repository, tag)
+        # A tag outside the grammar is no manifest's, and is not asked of the store (PostgreSQL refuses a NUL).
+        record = await self._store.registry.manifest_by_tag(self.repository, tag) if TAG_RE.fullmatch(tag) else None
         if record is None:
             raise await self._unknown(tag)
         return _content(record)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from portside.registry.events import PUSH, EventSink, entries
 from portside.storage.content import ContentStore
 from portside.storage.driver import FileWriter, PathNotFound
 
+log = logging.getLogger(__name__)
 BLOB_MEDIA_TYPE = "application/octet-stream"
 # Hashing this much takes a few microseconds, less than handing it to a thread and back.
 INLINE_HASH_LIMIT = 64 * 1024
@@ -254,7 +256,7 @@ class LocalBlobWriter:
             hasher = (await self._hash_stored([expected.algorithm], actual_size))[expected.algorithm]
             await self._verify(expected, Digest(f"{expected.algorithm}:{hasher.hexdigest()}"), size, actual_size)
         async with self._store.locks.hold([expected]):
-            if not await self._blob_stored(expected):
+            if not await self._blob_stored(expected, actual_size):
                 await self._content.commit_upload(self.id, expected)
             return await self._finish(expected, actual_size)
 
@@ -266,14 +268,26 @@ class LocalBlobWriter:
         """
         await self._verify(expected, await digest_of(content, expected.algorithm), size, len(content))
         async with self._store.locks.hold([expected]):
-            if not await self._blob_stored(expected):
+            if not await self._blob_stored(expected, len(content)):
                 await self._content.put_blob(expected, content)
             return await self._finish(expected, len(content))
 
-    async def _blob_stored(self, digest: Digest) -> bool:
-        """Whether the blob's bytes are stored already; asked of the metadata store under the digest's lock,
-        so garbage collection cannot be removing them (a cache could be out of date)."""
-        return await self._store.registry.blob(digest) is not None
+    async def _blob_stored(self, digest: Digest, size: int) -> bool:
+        """Whether the blob's bytes are stored already; asked under the digest's lock, so garbage collection
+        cannot be removing them (a cache could be out of date). The metadata store's record is checked against
+        storage with one stat: a database restored without its storage, or a changed root, records bytes that
+        are not there, and the bytes just received are written again instead."""
+        if await self._store.registry.blob(digest) is None:
+            return False
+        try:
+            stored = (await self._content.blob_info(digest)).size
+        except PathNotFound:
+            stored = None
+        if stored == size:
+            return True
+        held = "nothing" if stored is None else f"{stored} bytes"
+        log.warning("blob %s is recorded but storage holds %s of it; storing it again", digest, held)
+        return False
 
     async def _finish(self, expected: Digest, actual_size: int) -> Descriptor:
         """Record the stored blob: link it to the repository and end the session."""

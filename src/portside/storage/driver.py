@@ -16,7 +16,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Final, Self
 
-_PATH_RE: Final = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
+_PATH_RE: Final = re.compile(r"^(?:/[A-Za-z0-9._-]+)+\Z")
 
 
 class StorageError(Exception):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 class DriverParameters(BaseModel):
     """Unknown keys are errors, so a misspelt setting is never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     def driver_arguments(self) -> dict[str, Any]:
         """The keyword arguments of the driver's constructor."""

@@ -127,5 +127,9 @@ def create_app(issuer: TokenIssuer, path: str) -> web.Application:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         return await handle(request, request.app[TOKEN_ISSUER])
 
+    async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = "Portside"  # not aiohttp's default, which names its and Python's versions
+
     app.router.add_route("*", path, endpoint)
+    app.on_response_prepare.append(server_header)
     return app

@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 
 from portside.api.context import Context
-from portside.api.headers import link_next, parse_page_size
+from portside.api.headers import link_next, parse_last, parse_page_size
 
 
 def _json(body: object, headers: dict[str, str]) -> web.Response:
@@ -17,7 +17,7 @@ def _json(body: object, headers: dict[str, str]) -> web.Response:
 async def tags_list(ctx: Context) -> web.StreamResponse:
     repo = ctx.repository()
     n = parse_page_size(ctx.query("n"))
-    last = ctx.query("last")
+    last = parse_last(ctx.query("last"))
     page = await repo.tags.page(last, n)
     headers: dict[str, str] = {}
     if page.more and n:
@@ -29,7 +29,7 @@ async def catalog(ctx: Context) -> web.StreamResponse:
     cap = ctx.namespace.options.catalog_max_entries
     requested = parse_page_size(ctx.query("n"))
     n = cap if requested is None else min(requested, cap)
-    page = await ctx.namespace.catalog(ctx.query("last"), n)
+    page = await ctx.namespace.catalog(parse_last(ctx.query("last")), n)
     headers: dict[str, str] = {}
     if page.more:
         headers["Link"] = link_next(ctx.url_for("catalog"), page.items[-1], n)

@@ -38,7 +38,7 @@ async def _negotiate(repo: Repository, record: ManifestContent, accepted: list[s
 
 async def get_manifest(ctx: Context) -> web.StreamResponse:
     repo = ctx.repository()
-    tag, digest = parse_manifest_reference(ctx.params["reference"])
+    tag, digest = parse_manifest_reference(ctx.params["reference"], lookup=True)
     record = await (repo.manifests.get(digest) if digest is not None else repo.manifests.get_by_tag(str(tag)))
     record = await _negotiate(repo, record, accepted_media_types(ctx.request.headers.getall("Accept", [])))
     etag = f'"{record.digest}"'

@@ -9,13 +9,17 @@ from aiohttp import web
 from portside.api.context import Context
 from portside.api.handlers.blobs import parse_digest
 from portside.manifest import mediatypes as mt
+from portside.manifest.descriptor import is_media_type
 
 
 async def list_referrers(ctx: Context) -> web.StreamResponse:
     repo = ctx.repository()
     subject = parse_digest(ctx.params["digest"])
     artifact_type = ctx.query("artifactType") or None
-    descriptors = await repo.referrers(subject, artifact_type)
+    # Every artifact type recorded is a media type (pushes are validated), so a filter that is none (a control
+    # character in it, say) matches nothing, and is not asked of the store.
+    matchable = artifact_type is None or is_media_type(artifact_type)
+    descriptors = await repo.referrers(subject, artifact_type) if matchable else []
     body = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_INDEX,

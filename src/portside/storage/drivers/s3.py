@@ -68,7 +68,7 @@ class S3Parameters(DriverParameters):
     @classmethod
     def _v4(cls, value: bool) -> bool:
         if not value:
-            raise ValueError("storage.s3.v4auth: false is not supported (S3 requires signature version 4)")
+            raise ValueError("false is not supported (S3 requires signature version 4)")
         return value
 
 
