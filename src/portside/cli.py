@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import click
@@ -369,8 +370,9 @@ def garbage_collect(
     options = SweepOptions(dry_run=dry_run, delete_untagged=delete_untagged, sweep_storage=sweep_storage)
 
     def removed(kind: str, what: str, size: int) -> None:
-        if as_json:
-            click.echo(json.dumps({"removed" if not dry_run else "would_remove": kind, "item": what, "bytes": size}))
+        if as_json:  # written buffered: click.echo would flush once a line, and a sweep may print millions
+            line = {"removed" if not dry_run else "would_remove": kind, "item": what, "bytes": size}
+            sys.stdout.write(json.dumps(line) + "\n")
 
     async def run() -> Any:
         namespace = await _open_namespace(settings)
@@ -382,6 +384,7 @@ def garbage_collect(
             await namespace.close()
 
     totals = asyncio.run(run())
+    sys.stdout.flush()  # the items, before anything click writes
     if as_json:
         summary = {k: getattr(totals, k) for k in ("manifests", "links", "blobs", "bytes", "repositories", "failures")}
         seconds = {phase: round(value, 4) for phase, value in totals.seconds.items()}

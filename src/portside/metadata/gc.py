@@ -218,7 +218,7 @@ _DELETE_MANIFESTS = delete(manifests).where(_m.id.in_(_IDS))
 
 # Links: lock, then look again.
 _LOCK_LINKS = (
-    select(_rb.digest, _rb.created_at, _rb.touched_at, _rb.keep_until)
+    select(_rb.repository_id, _rb.digest, _rb.created_at, _rb.touched_at, _rb.keep_until)
     .where(_rb.repository_id == _REPO, _rb.digest.in_(_DIGESTS))
     .order_by(_rb.digest)
     .with_for_update()
@@ -229,7 +229,10 @@ _REFERENCED = (
     .where(_m.repository_id == _REPO, _mr.kind == BLOB_REF, _mr.digest.in_(_DIGESTS))
     .distinct()
 )
-_DELETE_LINKS = delete(repository_blobs).where(_rb.repository_id == _REPO, _rb.digest.in_(_DIGESTS))
+_DELETE_LINK = delete(repository_blobs).where(_rb.repository_id == _REPO, _rb.digest == bindparam("digest"))
+_DONE_LINK = delete(gc_link_reviews).where(
+    gc_link_reviews.c.repository_id == _REPO, gc_link_reviews.c.digest == bindparam("digest")
+)
 
 # Blobs: lock, then look again (the caller holds the digests' locks, so no push races the bytes).
 _LOCK_BLOBS = select(_b.digest).where(_b.digest.in_(_DIGESTS)).order_by(_b.digest).with_for_update()
@@ -439,42 +442,48 @@ class GCMetadata:
 
     async def review_links(self, items: Sequence[tuple[int, str]]) -> Outcome:
         """Delete the links among `items` that no manifest references and nobody relied on recently."""
+        return await self.db.write(lambda conn: self._links_in(conn, items))
 
-        def work(conn: Connection) -> Outcome:
-            outcome = Outcome()
-            for repository_id, digests in _by_repository(items).items():
-                outcome.add(self._links_in(conn, repository_id, digests))
-            return outcome
-
-        return await self.db.write(work)
-
-    def _links_in(self, conn: Connection, repository_id: int, digests: list[str]) -> Outcome:
+    def _links_in(self, conn: Connection, items: Sequence[tuple[int, str]]) -> Outcome:
         db, now = self.db, utcnow()
-        outcome = Outcome(reviewed=len(digests))
-        locked = db.execute(conn, _LOCK_REPOSITORIES, {"ids": [repository_id]}).rows
-        params = {"repository_id": repository_id, "digests": digests}
-        found = db.execute(conn, _LOCK_LINKS, params).rows
-        referenced = {row.digest for row in db.execute(conn, _REFERENCED, params).rows} if found else set()
-        doomed: list[str] = []
-        postponed: set[str] = set()
+        outcome = Outcome(reviewed=len(items))
+        wanted = set(items)
+        if not wanted:
+            return outcome
+        ids = sorted({repository_id for repository_id, _ in wanted})
+        names = {row.id: row.name for row in db.execute(conn, _LOCK_REPOSITORIES, {"ids": ids}).rows}
+        found: list[Any] = []
+        referenced: set[tuple[int, str]] = set()
+        # Looked up a repository at a time, so each lookup goes by the repository's own few manifests (a layer
+        # that many repositories share would make a lookup by digest slow); the changes below are one statement
+        # for the whole batch.
+        for repository_id, digests in _by_repository(wanted).items():
+            params = {"repository_id": repository_id, "digests": digests}
+            rows = db.execute(conn, _LOCK_LINKS, params).rows
+            if rows:
+                found += rows
+                referenced.update((repository_id, r.digest) for r in db.execute(conn, _REFERENCED, params).rows)
+        doomed: list[dict[str, Any]] = []
+        later: list[dict[str, Any]] = []
         for row in found:
-            if row.digest in referenced:
+            if (row.repository_id, row.digest) in referenced:
                 continue
             keep = _kept_until(_seen(row.created_at, row.touched_at) + self.delay, row.keep_until)
             if keep > now:
-                later = {"repo": repository_id, "item": row.digest, "due": keep}
-                db.execute(conn, _LATER[gc_link_reviews.name], later)
-                postponed.add(row.digest)
+                later.append({"repo": row.repository_id, "item": row.digest, "due": keep})
             else:
-                doomed.append(row.digest)
+                doomed.append({"repository_id": row.repository_id, "digest": row.digest})
+        if later:
+            db.execute(conn, _LATER[gc_link_reviews.name], later)
         if doomed:
-            db.execute(conn, _DELETE_LINKS, {"repository_id": repository_id, "digests": doomed})
-            self.reviews.blobs(conn, doomed, "link_delete", soon=True)
-            outcome.links += [(locked[0].name, digest) for digest in doomed]
-            outcome.repositories += self._delete_if_empty(conn, [repository_id])
-        finished = [d for d in digests if d not in postponed]
+            db.execute(conn, _DELETE_LINK, doomed)
+            self.reviews.blobs(conn, {link["digest"] for link in doomed}, "link_delete", soon=True)
+            outcome.links += [(names[link["repository_id"]], link["digest"]) for link in doomed]
+            outcome.repositories += self._delete_if_empty(conn, sorted({link["repository_id"] for link in doomed}))
+        postponed = {(item["repo"], item["item"]) for item in later}
+        finished = [{"repository_id": r, "digest": d} for r, d in sorted(wanted - postponed)]
         if finished:
-            db.execute(conn, _DONE[gc_link_reviews.name], {"repository_id": repository_id, "digests": finished})
+            db.execute(conn, _DONE_LINK, finished)
         return outcome
 
     def _delete_if_empty(self, conn: Connection, ids: list[int]) -> list[str]:
@@ -614,20 +623,21 @@ _MISSING_CHILDREN = (
 )
 
 
-_GARBAGE_LINKS = (
+_IDLE_LINKS = (
     select(_rb.repository_id, _rb.digest)
     .where(
         _rb.repository_id.in_(_IDS),
         func.coalesce(_rb.touched_at, _rb.created_at) < bindparam("cutoff"),
         or_(_rb.keep_until.is_(None), _rb.keep_until < bindparam("now")),
-        ~exists().where(
-            _mr.digest == _rb.digest,
-            _mr.kind == BLOB_REF,
-            _m.id == _mr.manifest_id,
-            _m.repository_id == _rb.repository_id,
-        ),
     )
     .order_by(_rb.repository_id, _rb.digest)
+)
+# Read beside the links rather than as a correlated NOT EXISTS: the planner of SQLite would look the references
+# up by digest, which a layer shared by many manifests makes slow; by repository each is a few rows.
+_REFERENCED_IN = (
+    select(_m.repository_id, _mr.digest)
+    .join(manifests, _m.id == _mr.manifest_id)
+    .where(_m.repository_id.in_(_IDS), _mr.kind == BLOB_REF)
 )
 _UNLINKED_BLOBS = (
     select(_b.digest, _b.size)
@@ -767,8 +777,9 @@ class Marking:
     async def garbage_links(self, repository_ids: Sequence[int], cutoff: datetime) -> list[tuple[int, str]]:
         """Links of these repositories that no manifest references and nobody relied on since `cutoff`."""
         params = {"ids": list(repository_ids), "cutoff": cutoff, "now": utcnow()}
-        rows = await self.db.fetch(_GARBAGE_LINKS, params)
-        return [(row.repository_id, row.digest) for row in rows]
+        referenced = {(row.repository_id, row.digest) for row in await self.db.fetch(_REFERENCED_IN, params)}
+        idle = await self.db.fetch(_IDLE_LINKS, params)
+        return [(row.repository_id, row.digest) for row in idle if (row.repository_id, row.digest) not in referenced]
 
     async def unlinked_blobs(self, after: str, limit: int) -> list[tuple[str, int]]:
         """Blob records no repository links, in digest order after `after`."""
