@@ -29,10 +29,12 @@ from sqlalchemy import (
     BigInteger,
     Column,
     MetaData,
+    String,
     Table,
     and_,
     bindparam,
     delete,
+    except_,
     exists,
     func,
     or_,
@@ -46,6 +48,7 @@ from portside.metadata import outbox
 from portside.metadata.engine import Database, dialect_insert
 from portside.metadata.records import OutboxEntry, utcnow
 from portside.metadata.tables import (
+    DIGEST_LENGTH,
     blobs,
     gc_blob_reviews,
     gc_link_reviews,
@@ -647,49 +650,50 @@ _UNLINKED_BLOBS = (
 )
 
 
-# For a dry run: the manifests a run would delete, in a temporary table of the reading connection, so the
-# links and blobs their going would orphan are found by the database, page by page.
+# For a dry run: the manifests a run would delete, in a temporary table of the reading connection, and from
+# them the links that would go (idle, and referenced by no manifest that stays), so the blobs and repositories
+# their going would orphan are found by the database with a lookup by key per link, page by page.
 _scratch = MetaData()
 gc_marked = Table("gc_marked", _scratch, Column("id", BigInteger, primary_key=True), prefixes=["TEMPORARY"])
+gc_doomed = Table(
+    "gc_doomed",
+    _scratch,
+    Column("repository_id", BigInteger, primary_key=True),
+    Column("digest", String(DIGEST_LENGTH), primary_key=True),
+    prefixes=["TEMPORARY"],
+)
 _MARK = gc_marked.insert().values(id=bindparam("marked"))
-
-
-def _kept_link(cutoff: Any) -> Any:
-    """A link stays: relied on since `cutoff`, or referenced by a manifest of its repository that stays."""
-    return or_(
-        func.coalesce(_rb.touched_at, _rb.created_at) >= cutoff,
-        and_(_rb.keep_until.is_not(None), _rb.keep_until >= bindparam("now")),
-        exists().where(
-            _mr.digest == _rb.digest,
-            _mr.kind == BLOB_REF,
-            _m.id == _mr.manifest_id,
-            _m.repository_id == _rb.repository_id,
-            ~_m.id.in_(select(gc_marked.c.id)),
+_d = gc_doomed.c
+# A set difference, not a correlated lookup per link: a layer that many manifests share would make that slow.
+_DOOM = gc_doomed.insert().from_select(
+    ["repository_id", "digest"],
+    except_(
+        select(_rb.repository_id, _rb.digest).where(
+            func.coalesce(_rb.touched_at, _rb.created_at) < bindparam("cutoff"),
+            or_(_rb.keep_until.is_(None), _rb.keep_until < bindparam("now")),
         ),
-    )
-
+        select(_m.repository_id, _mr.digest)
+        .join(manifests, _m.id == _mr.manifest_id)
+        .where(_mr.kind == BLOB_REF, ~_m.id.in_(select(gc_marked.c.id))),
+    ),
+)
+_STAYS = ~exists().where(_d.repository_id == _rb.repository_id, _d.digest == _rb.digest)
 
 _LINKS_WOULD_GO = (
-    select(_rb.repository_id, _rb.digest)
-    .where(
-        tuple_(_rb.repository_id, _rb.digest) > tuple_(bindparam("after_repo"), bindparam("after_digest")),
-        ~_kept_link(bindparam("cutoff")),
-    )
-    .order_by(_rb.repository_id, _rb.digest)
+    select(_d.repository_id, _d.digest)
+    .where(tuple_(_d.repository_id, _d.digest) > tuple_(bindparam("after_repo"), bindparam("after_digest")))
+    .order_by(_d.repository_id, _d.digest)
     .limit(bindparam("limit"))
 )
 _BLOBS_WOULD_GO = (
     select(_b.digest, _b.size)
-    .where(
-        _b.digest > bindparam("after"),
-        ~exists().where(_rb.digest == _b.digest, _kept_link(bindparam("cutoff"))),
-    )
+    .where(_b.digest > bindparam("after"), ~exists().where(_rb.digest == _b.digest, _STAYS))
     .order_by(_b.digest)
     .limit(bindparam("limit"))
 )
 _REPOSITORIES_WOULD_GO = select(_r.id, _r.name).where(
     ~exists().where(_m.repository_id == _r.id, ~_m.id.in_(select(gc_marked.c.id))),
-    ~exists().where(_rb.repository_id == _r.id, _kept_link(bindparam("cutoff"))),
+    ~exists().where(_rb.repository_id == _r.id, _STAYS),
     ~exists().where(uploads.c.repository == _r.name),
 )
 _REFERRERS_WITH_SUBJECT = (
@@ -810,11 +814,14 @@ class Marking:
 
         def work(conn: Connection) -> WouldGo:
             gc_marked.create(conn)
+            gc_doomed.create(conn)
             try:
                 for start in range(0, len(marked), 500):
                     db.execute(conn, _MARK, [{"marked": m} for m in marked[start : start + 500]])
-                return _would_go(db, conn, cutoff, removed, page)
+                db.execute(conn, _DOOM, {"cutoff": cutoff, "now": utcnow()})
+                return _would_go(db, conn, removed, page)
             finally:
+                gc_doomed.drop(conn)
                 gc_marked.drop(conn)
 
         return await db.read(work)
@@ -832,28 +839,24 @@ class Marking:
         return out
 
 
-def _would_go(
-    db: Database, conn: Connection, cutoff: datetime, removed: Callable[[str, str, int], None], page: int
-) -> WouldGo:
-    out, now = WouldGo(), utcnow()
+def _would_go(db: Database, conn: Connection, removed: Callable[[str, str, int], None], page: int) -> WouldGo:
+    out = WouldGo()
     after_repo, after_digest = 0, ""
     while rows := db.execute(
-        conn,
-        _LINKS_WOULD_GO,
-        {"after_repo": after_repo, "after_digest": after_digest, "cutoff": cutoff, "now": now, "limit": page},
+        conn, _LINKS_WOULD_GO, {"after_repo": after_repo, "after_digest": after_digest, "limit": page}
     ).rows:
         out.links += len(rows)
         for row in rows:
             removed("link", f"{row.repository_id}@{row.digest}", 0)
         after_repo, after_digest = rows[-1].repository_id, rows[-1].digest
     after = ""
-    while rows := db.execute(conn, _BLOBS_WOULD_GO, {"after": after, "cutoff": cutoff, "now": now, "limit": page}).rows:
+    while rows := db.execute(conn, _BLOBS_WOULD_GO, {"after": after, "limit": page}).rows:
         out.blobs += len(rows)
         for row in rows:
             out.bytes += int(row.size)
             removed("blob", row.digest, int(row.size))
         after = rows[-1].digest
-    for row in db.execute(conn, _REPOSITORIES_WOULD_GO, {"cutoff": cutoff, "now": now}).rows:
+    for row in db.execute(conn, _REPOSITORIES_WOULD_GO, {}).rows:
         out.repositories += 1
         removed("repository", row.name, 0)
     return out
