@@ -72,8 +72,8 @@ async def test_large_moves_use_a_multipart_copy(s3_endpoint: str, bucket: str) -
     object ends up with the parts and the `<md5>-<parts>` ETag only a multipart upload gives); one at or below
     the threshold is a single copy."""
     driver = S3Driver(
-        **s3_parameters(  # type: ignore[arg-type]
-            s3_endpoint, bucket, multipartcopythresholdsize=6 * MiB, multipartcopychunksize=5 * MiB
+        S3Parameters.model_validate(
+            s3_parameters(s3_endpoint, bucket, multipartcopythresholdsize=6 * MiB, multipartcopychunksize=5 * MiB)
         )
     )
     await driver.connect()
