@@ -1,7 +1,7 @@
 """Garbage collection under load: clients push, pull, tag and delete while online collection runs with a short
 review delay and `portside garbage-collect` runs now and then.
 
-    .venv/bin/python -m benchmarks.soak --minutes 30 [--clients 16] [--database postgresql://...] [--json]
+    .venv/bin/python -m benchmarks.soak --minutes 30 [--clients 16] [--workers 2] [--database postgresql://...]
 
 Each client owns a few repositories (so its own view of what it pushed is the truth) and pushes images whose
 layers come from a pool shared by every client, so collection always races pushes of blobs other repositories
