@@ -189,8 +189,7 @@ class ProxyBlobStore:
         repo = self._repo
         writer = await self._local.create(persist=False, algorithms=[digest.algorithm])
         try:
-            content = await self._remote.open(digest)
-            async with await content.reader(0) as reader:
+            async with await self._remote.reader(digest) as reader:
                 while chunk := await reader.read(FETCH_BLOCK):
                     flight.append(chunk)
                     await writer.write(chunk)

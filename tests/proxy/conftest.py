@@ -1,0 +1,129 @@
+"""Upstreams for the pull-through cache tests, shared by the whole session: the Go registry with htpasswd auth,
+and a Portside with token auth through its built-in token server (the Docker Hub flow). Each test module puts
+relays of its own in front of them and caches of its own in front of those."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import Registry, RegistryFactory, deep_merge, default_config, free_port
+from tests.proxy.relay import Relay
+from tests.proxy.support import GoRegistry, TokenAuth, bcrypt_line
+
+TOKEN_SERVICE = "upstream.test"
+
+
+@dataclass
+class TokenUpstream:
+    """A Portside with `auth.token` and its token server; the realm is reached through `token_relay`, which
+    counts token requests."""
+
+    registry: Registry
+    token_relay: Relay
+    owner: tuple[str, str]
+    mirror: tuple[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.registry.url
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, auth=TokenAuth(*self.owner), timeout=30.0)
+
+
+def _password() -> str:
+    return f"Pw-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def go_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoRegistry]:
+    reg = GoRegistry(tmp_path_factory.mktemp("go-upstream"), "gouser", _password()).start()
+    yield reg
+    reg.stop()
+
+
+def token_upstream_config(workdir: Path, realm: str, expiration: str = "5m") -> tuple[dict[str, Any], dict[str, str]]:
+    users = {"owner": _password(), "mirror": _password()}
+    htpasswd = workdir / "htpasswd"
+    htpasswd.write_text("".join(bcrypt_line(u, p) + "\n" for u, p in users.items()))
+    policy = workdir / "policy.yml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "rules": [
+                    {"subjects": ["owner"], "repositories": ["**"], "actions": ["*"], "catalog": True},
+                    {"subjects": ["mirror"], "repositories": ["**"], "actions": ["pull"]},
+                ]
+            }
+        )
+    )
+    config = {
+        "auth": {"token": {"service": TOKEN_SERVICE, "issuer": "upstream-issuer", "realm": realm}},
+        "tokenserver": {
+            "path": "/token",
+            "htpasswd": str(htpasswd),
+            "policy": str(policy),
+            "keydir": str(workdir / "keys"),
+            "expiration": expiration,
+        },
+    }
+    return config, users
+
+
+def start_token_upstream(workdir: Path, expiration: str = "5m") -> TokenUpstream:
+    relay = Relay().start()
+    overrides, users = token_upstream_config(workdir, relay.url + "/token", expiration)
+    config = deep_merge(default_config(workdir, free_port()), overrides)
+    reg = Registry(workdir=workdir, config=config, workers=1)
+    reg.start()
+    relay.target = reg.url
+    return TokenUpstream(reg, relay, ("owner", users["owner"]), ("mirror", users["mirror"]))
+
+
+@pytest.fixture(scope="session")
+def token_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenUpstream]:
+    up = start_token_upstream(tmp_path_factory.mktemp("token-upstream"))
+    yield up
+    up.registry.stop()
+    up.token_relay.stop()
+
+
+@pytest.fixture(scope="module")
+def relays() -> Iterator[list[Relay]]:
+    """Relays a module starts (`relays.append(Relay(url).start())`), stopped when it ends."""
+    started: list[Relay] = []
+    yield started
+    for relay in started:
+        relay.stop()
+
+
+def relay_to(relays: list[Relay], url: str) -> Relay:
+    relay = Relay(url).start()
+    relays.append(relay)
+    return relay
+
+
+@pytest.fixture(scope="module")
+def module_registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
+    """Like `registry_factory`, for caches every test of a module shares."""
+    started: list[Registry] = []
+
+    def start(overrides: dict[str, Any] | None = None, workers: int = 2, env: dict[str, str] | None = None) -> Registry:
+        workdir = tmp_path_factory.mktemp("portside-cache")
+        config = deep_merge(default_config(workdir, free_port()), overrides or {})
+        reg = Registry(workdir=workdir, config=config, workers=workers, env=env or {})
+        started.append(reg)
+        reg.start()
+        return reg
+
+    yield start
+    for reg in started:
+        reg.stop()

@@ -1,0 +1,147 @@
+"""Distribution's `proxy:` section against the Go registry (htpasswd auth) as the upstream.
+
+docs/operations.md, "A pull-through cache": `remoteurl`, `username`, `password`, `ttl` (168h by default) and the
+`REGISTRY_PROXY_*` overrides; a manifest by tag is revalidated with a HEAD and served from the cache while the
+tag names it; manifests by digest and blobs are served from the cache once fetched; pushes and deletes of cached
+names answer 405 `UNSUPPORTED`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from portside.config.schema import Config
+from tests.conftest import Registry, RegistryFactory
+from tests.proxy.conftest import relay_to
+from tests.proxy.relay import Relay
+from tests.proxy.support import (
+    OCI_MANIFEST,
+    GoRegistry,
+    Image,
+    get_manifest,
+    pull,
+    push_image,
+    push_manifest,
+    sha256,
+    unique,
+)
+
+
+@dataclass
+class Cache:
+    registry: Registry
+    relay: Relay
+    upstream: GoRegistry
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.registry.url, timeout=30.0)
+
+
+@pytest.fixture(scope="module")
+def cache(module_registry_factory: RegistryFactory, go_upstream: GoRegistry, relays: list[Relay]) -> Cache:
+    relay = relay_to(relays, go_upstream.url)
+    proxy = {"remoteurl": relay.url, "username": go_upstream.username, "password": go_upstream.password}
+    return Cache(module_registry_factory({"proxy": proxy}), relay, go_upstream)
+
+
+@pytest.fixture
+def image(cache: Cache) -> Iterator[Image]:
+    with cache.upstream.client() as up:
+        yield push_image(up, f"lib/{unique()}", "v1", (3000, 5000))
+
+
+def test_a_pull_by_tag_is_fetched_once_then_revalidated_with_a_head(cache: Cache, image: Image) -> None:
+    with cache.client() as c:
+        pull(c, image)
+        assert cache.relay.count("GET", f"/v2/{image.repository}/blobs/") == len(image.blobs)
+        cache.relay.reset_counts()
+        pull(c, image)
+    repo = image.repository
+    assert cache.relay.count("HEAD", f"/v2/{repo}/manifests/{image.tag}") == 1
+    assert cache.relay.count("GET", f"/v2/{repo}/manifests/") == 0, "an unchanged tag is served from the cache"
+    assert cache.relay.count("GET", f"/v2/{repo}/blobs/") == 0, "blobs are served from the cache"
+
+
+def test_manifests_by_digest_and_blobs_are_not_asked_upstream_again(cache: Cache, image: Image) -> None:
+    with cache.client() as c:
+        pull(c, image, reference=image.digest)
+        cache.relay.reset_counts()
+        pull(c, image, reference=image.digest)
+        head = c.head(f"/v2/{image.repository}/blobs/{image.layer_digest}")
+        assert head.status_code == 200
+        assert head.headers["Content-Length"] == str(len(image.layers[0]))
+    assert sum(n for (_, path), n in cache.relay.counts.items() if image.repository in path) == 0
+
+
+def test_a_tag_moved_upstream_is_followed(cache: Cache, image: Image) -> None:
+    with cache.client() as c:
+        pull(c, image)
+        with cache.upstream.client() as up:
+            moved = push_manifest(up, image.repository, image.tag, image.config, image.layers[:1])
+        assert moved.digest != image.digest
+        pull(c, moved)
+        # the old manifest stays in the cache by digest
+        r = get_manifest(c, image.repository, image.digest)
+        assert r.status_code == 200
+        assert r.content == image.manifest
+
+
+def test_unknown_names_are_the_upstreams_404(cache: Cache, image: Image) -> None:
+    with cache.client() as c:
+        r = get_manifest(c, image.repository, "no-such-tag")
+        assert r.status_code == 404, r.text
+        assert r.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+        r = c.get(f"/v2/{image.repository}/blobs/{sha256(b'never pushed')}")
+        assert r.status_code == 404, r.text
+        assert r.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+        r = get_manifest(c, f"lib/{unique()}", "v1")
+        assert r.status_code == 404, r.text
+        assert r.json()["errors"][0]["code"] in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN")
+
+
+def assert_unsupported(r: httpx.Response) -> None:
+    assert r.status_code == 405, (r.request.method, r.request.url, r.status_code, r.text)
+    assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
+
+
+def test_pushes_and_deletes_are_refused(cache: Cache, image: Image) -> None:
+    repo = image.repository
+    with cache.client() as c:
+        pull(c, image)
+        assert_unsupported(c.post(f"/v2/{repo}/blobs/uploads/"))
+        assert_unsupported(c.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(b"x")}, content=b"x"))
+        assert_unsupported(
+            c.post(f"/v2/{repo}/blobs/uploads/", params={"mount": image.layer_digest, "from": "other/repo"})
+        )
+        headers = {"Content-Type": OCI_MANIFEST}
+        assert_unsupported(c.put(f"/v2/{repo}/manifests/v2", content=image.manifest, headers=headers))
+        assert_unsupported(c.delete(f"/v2/{repo}/manifests/{image.digest}"))
+        assert_unsupported(c.delete(f"/v2/{repo}/blobs/{image.layer_digest}"))
+        pull(c, image)  # nothing was taken away
+
+
+def test_the_ttl_defaults_to_a_week() -> None:
+    config = Config.model_validate({"proxy": {"remoteurl": "http://127.0.0.1:1"}})
+    assert config.proxy.ttl == 168 * 3600
+    assert [u.ttl for u in config.proxy.upstreams] == [168 * 3600]
+    config = Config.model_validate({"proxy": {"remoteurl": "http://127.0.0.1:1", "ttl": "2h"}})
+    assert [u.ttl for u in config.proxy.upstreams] == [7200]
+
+
+def test_registry_proxy_environment_overrides(registry_factory: RegistryFactory, go_upstream: GoRegistry) -> None:
+    env = {
+        "REGISTRY_PROXY_REMOTEURL": go_upstream.url,
+        "REGISTRY_PROXY_USERNAME": go_upstream.username,
+        "REGISTRY_PROXY_PASSWORD": go_upstream.password,
+        "REGISTRY_PROXY_TTL": "1h",
+    }
+    reg = registry_factory(env=env)
+    with go_upstream.client() as up:
+        image = push_image(up, f"env/{unique()}", "v1")
+    with httpx.Client(base_url=reg.url, timeout=30.0) as c:
+        pull(c, image)
+        assert_unsupported(c.delete(f"/v2/{image.repository}/manifests/{image.digest}"))
