@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -62,6 +63,8 @@ class Relay:
         self.rules: list[Rule] = []
         self.counts: Counter[tuple[str, str]] = Counter()
         self.challenged: Counter[tuple[str, str]] = Counter()
+        self.arrivals: list[tuple[float, str, str]] = []
+        """(time.monotonic(), method, path) of every request, in order."""
         self.bytes_sent = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -110,10 +113,15 @@ class Relay:
             challenged = sum(n for (m, p), n in self.challenged.items() if m == method and contains in p)
             return asked - challenged
 
+    def times(self, method: str, contains: str) -> list[float]:
+        with self._lock:
+            return [t for t, m, p in self.arrivals if m == method and contains in p]
+
     def reset_counts(self) -> None:
         with self._lock:
             self.counts.clear()
             self.challenged.clear()
+            self.arrivals.clear()
 
     # ---------------------------------------------------------------- the server (on the relay's loop)
 
@@ -134,6 +142,7 @@ class Relay:
     def _rule(self, method: str, path: str) -> Rule | None:
         with self._lock:
             self.counts[(method, path)] += 1
+            self.arrivals.append((time.monotonic(), method, path))
             for rule in self.rules:
                 if rule.match in path and method in rule.methods and (rule.times is None or rule.applied < rule.times):
                     rule.applied += 1
@@ -171,7 +180,10 @@ class Relay:
                 await response.write(rule.body)
                 await response.write_eof()
                 return response
-            await self._stream(request, response, upstream, rule)
+            try:
+                await self._stream(request, response, upstream, rule)
+            except (aiohttp.ClientError, ConnectionError):  # the upstream broke off: so does the relay
+                self._break(request)
         return response
 
     async def _stream(

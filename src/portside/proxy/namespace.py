@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from portside.client import RegistryClient
+from portside.client import RegistryClient, Timeouts
 from portside.digest import Digest
 from portside.metadata.records import utcnow
 from portside.metrics import Metrics
@@ -152,7 +152,12 @@ def upstreams_from(remotes: list[Any]) -> list[Upstream]:
         Upstream(
             prefix=remote.prefix,
             client=RegistryClient(
-                remote.url, username=remote.username, password=remote.password, verify_tls=not remote.skipverify
+                remote.url,
+                username=remote.username,
+                password=remote.password,
+                verify_tls=not remote.skipverify,
+                timeouts=Timeouts(connect=min(10.0, remote.timeout), read=remote.timeout),
+                retries=remote.retries,
             ),
             ttl=remote.ttl,
         )

@@ -1,0 +1,116 @@
+"""Serving stale (docs/operations.md, "Serving stale"): when the upstream is unreachable, times out, or answers
+429 or 5xx, what the cache holds is served anyway, a manifest by tag with a `Warning: 110` header; what the
+cache has never seen gets a clean gateway error (502, 503 or 504, with the upstream's `Retry-After` when it
+gave one) or the upstream's own 404, never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.conftest import Registry, RegistryFactory
+from tests.proxy.conftest import relay_to
+from tests.proxy.relay import Relay, Rule
+from tests.proxy.support import STALE_WARNING, GoRegistry, Image, get_manifest, pull, push_image, sha256, unique
+
+GATEWAY = (502, 503, 504)
+
+
+@dataclass
+class Cache:
+    registry: Registry
+    relay: Relay
+    upstream: GoRegistry
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.registry.url, timeout=30.0)
+
+
+@pytest.fixture(scope="module")
+def cache(module_registry_factory: RegistryFactory, go_upstream: GoRegistry, relays: list[Relay]) -> Cache:
+    relay = relay_to(relays, go_upstream.url)
+    proxy = {
+        "remoteurl": relay.url,
+        "username": go_upstream.username,
+        "password": go_upstream.password,
+        "timeout": "1s",
+        "retries": 0,  # each failure answered at once (retries are tests/proxy/test_faults.py's)
+    }
+    return Cache(module_registry_factory({"proxy": proxy}), relay, go_upstream)
+
+
+@pytest.fixture
+def cached(cache: Cache) -> Iterator[Image]:
+    """An image pulled once through the cache (so it holds the tag, the manifest and the blobs)."""
+    with cache.upstream.client() as up:
+        image = push_image(up, f"stale/{unique()}", "v1")
+    with cache.client() as c:
+        for r in pull(c, image):
+            assert "Warning" not in r.headers
+    yield image
+    cache.relay.clear()
+
+
+FAULTS = {
+    "unreachable": Rule(match="/v2/", drop=True),
+    "timeout": Rule(match="/v2/", stall=2.5),
+    "503": Rule(match="/v2/", status=503),
+    "500": Rule(match="/v2/", status=500),
+    "429": Rule(match="/v2/", status=429, headers={"Retry-After": "1"}),
+}
+
+
+def fault(name: str) -> Rule:
+    template = FAULTS[name]
+    return Rule(
+        match=template.match,
+        drop=template.drop,
+        stall=template.stall,
+        status=template.status,
+        headers=dict(template.headers),
+    )
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_cached_content_is_served_when_the_upstream_fails(cache: Cache, cached: Image, name: str) -> None:
+    cache.relay.add(fault(name))
+    with cache.client() as c:
+        r = get_manifest(c, cached.repository, cached.tag)
+        assert r.status_code == 200, r.text
+        assert r.content == cached.manifest
+        assert r.headers.get("Warning", "").startswith(STALE_WARNING), r.headers
+        head = c.head(f"/v2/{cached.repository}/manifests/{cached.tag}", headers={"Accept": r.headers["Content-Type"]})
+        assert head.status_code == 200
+        assert head.headers["Docker-Content-Digest"] == cached.digest
+        assert head.headers.get("Warning", "").startswith(STALE_WARNING)
+        pull(c, cached, reference=cached.digest)  # by digest and every blob, as always
+    cache.relay.clear()
+    with cache.client() as c:
+        r = get_manifest(c, cached.repository, cached.tag)
+        assert r.status_code == 200
+        assert "Warning" not in r.headers, "the upstream answers again: nothing is stale"
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_what_was_never_seen_is_a_clean_gateway_error(cache: Cache, cached: Image, name: str) -> None:
+    cache.relay.add(fault(name))
+    with cache.client() as c:
+        answers = [
+            get_manifest(c, cached.repository, "never-seen"),
+            get_manifest(c, f"stale/{unique()}", "v1"),
+            get_manifest(c, cached.repository, sha256(b"no such manifest")),
+            c.get(f"/v2/{cached.repository}/blobs/{sha256(b'no such blob')}"),
+            c.head(f"/v2/{cached.repository}/blobs/{sha256(b'no such blob')}"),
+        ]
+    for r in answers:
+        assert r.status_code in GATEWAY, (r.request.method, r.request.url, r.status_code, r.text)
+        if r.request.method == "GET":
+            assert r.json()["errors"][0]["code"] == "UNAVAILABLE", r.text
+        if name == "429":
+            assert r.headers.get("Retry-After") == "1", r.headers
+    expected = {"unreachable": 503, "timeout": 504, "503": 502, "500": 502, "429": 503}[name]
+    assert {r.status_code for r in answers} == {expected}
