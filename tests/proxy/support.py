@@ -3,9 +3,14 @@ flow, images pushed upstream, and pulls through the cache that check every byte.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import hashlib
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -56,9 +61,7 @@ class TokenAuth(httpx.Auth):
         if challenge.lower().startswith("basic"):
             yield next(self._basic.auth_flow(request))
             return
-        params = dict(
-            part.split("=", 1) for part in challenge.split(" ", 1)[1].replace('"', "").split(",") if "=" in part
-        )
+        params = {m[1].lower(): m[2] for m in re.finditer(r'(\w+)="([^"]*)"', challenge)}
         query = {"service": params.get("service", ""), "scope": params.get("scope", "")}
         token_request = httpx.Request("GET", params["realm"], params=query)
         token_request.headers["Authorization"] = next(self._basic.auth_flow(token_request)).headers["Authorization"]
@@ -207,3 +210,30 @@ class GoRegistry:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, auth=(self.username, self.password), timeout=30.0)
+
+
+# ---------------------------------------------------------------------------
+# The cache's metadata store
+
+
+def keep_until(database: str, repository: str) -> dict[str, datetime.datetime | None]:
+    """`keep_until` of each manifest of `repository`, read from the store (`database`: a SQLite file or a
+    PostgreSQL DSN)."""
+    query = (
+        "SELECT m.digest, m.keep_until FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = {}"
+    )
+    if not database.startswith("postgresql"):
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            rows = db.execute(query.format("?"), (repository,)).fetchall()
+        return {d: None if k is None else datetime.datetime.fromisoformat(str(k)) for d, k in rows}
+
+    async def fetch() -> list[Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(database)
+        try:
+            return list(await conn.fetch(query.format("$1"), repository))
+        finally:
+            await conn.close()
+
+    return {row[0]: row[1] for row in asyncio.run(fetch())}
