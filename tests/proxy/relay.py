@@ -157,7 +157,14 @@ class Relay:
             self._break(request)
             return web.Response(status=500)  # never sent: the connection is gone
         if rule is not None and rule.status is not None:
-            return web.Response(status=rule.status, headers=rule.headers, text="")
+            body = rule.body or b""
+            headers = {"Content-Length": str(len(body)), **rule.headers}
+            response = web.StreamResponse(status=rule.status, headers=headers)
+            await response.prepare(request)
+            if request.method != "HEAD":
+                await response.write(body)
+            await response.write_eof()
+            return response
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         if rule is not None and rule.strip_auth:
             headers.pop("Authorization", None)
@@ -172,6 +179,7 @@ class Relay:
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
             if rule is not None and rule.body is not None:
                 out["Content-Length"] = str(len(rule.body))
+            out.update(rule.headers if rule is not None else {})
             response = web.StreamResponse(status=upstream.status, headers=out)
             await response.prepare(request)
             if request.method == "HEAD":

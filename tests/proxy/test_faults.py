@@ -18,7 +18,18 @@ import pytest
 from tests.conftest import Registry, RegistryFactory
 from tests.proxy.conftest import relay_to
 from tests.proxy.relay import Relay, Rule
-from tests.proxy.support import GoRegistry, Image, get_manifest, pull, push_image, stored_blob, unique
+from tests.proxy.support import (
+    OCI_MANIFEST,
+    GoRegistry,
+    Image,
+    get_manifest,
+    keep_until,
+    pull,
+    push_image,
+    sha256,
+    stored_blob,
+    unique,
+)
 
 LAYER = 512 * 1024 + 3
 BIG_LAYER = 24 * 1024 * 1024
@@ -141,3 +152,39 @@ def test_a_429_is_retried_after_the_wait_it_asks_for(cache: Cache) -> None:
         times = cache.relay.times(method, path)
         assert len(times) >= 2, (method, path, times)
         assert times[-1] - times[0] >= 0.95, f"{method} {path} was asked again before its Retry-After"
+
+
+def assert_bad_gateway(r: httpx.Response) -> None:
+    assert r.status_code == 502, (r.request.method, r.request.url, r.status_code, r.text)
+    assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
+
+
+def test_a_manifest_that_is_not_its_digest_is_a_bad_gateway(cache: Cache, image: Image) -> None:
+    tampered = image.manifest.replace(b'"schemaVersion": 2', b'"schemaVersion":2')
+    assert tampered != image.manifest
+    manifests = f"/v2/{image.repository}/manifests/"
+    rule = cache.relay.add(Rule(match=manifests, methods=("GET",), body=tampered, times=2))
+    with cache.client() as c:
+        assert_bad_gateway(get_manifest(c, image.repository, image.digest))  # a digest the bytes are not
+        assert_bad_gateway(get_manifest(c, image.repository, image.tag))  # a tag whose HEAD named another digest
+    assert rule.applied == 2
+    assert keep_until(str(cache.registry.root / "portside.db"), image.repository) == {}, "nothing was stored"
+    with cache.client() as c:
+        pull(c, image)
+
+
+def test_a_manifest_that_does_not_parse_is_a_bad_gateway(cache: Cache, image: Image) -> None:
+    garbage = b'{"schemaVersion": 2, "mediaType": "' + OCI_MANIFEST.encode() + b'", "layers": "not a list"}'
+    digest = sha256(garbage)
+    named = {"Docker-Content-Digest": digest, "Content-Type": OCI_MANIFEST, "Content-Length": str(len(garbage))}
+    manifests = f"/v2/{image.repository}/manifests/"
+    cache.relay.add(Rule(match=manifests + image.tag, methods=("HEAD",), status=200, headers=named, times=1))
+    cache.relay.add(Rule(match=manifests + digest, methods=("GET",), status=200, headers=named, body=garbage))
+    with cache.client() as c:
+        assert_bad_gateway(get_manifest(c, image.repository, image.tag))
+        assert_bad_gateway(get_manifest(c, image.repository, digest))
+        assert_bad_gateway(get_manifest(c, image.repository, digest))
+    assert keep_until(str(cache.registry.root / "portside.db"), image.repository) == {}, "nothing was stored"
+    cache.relay.clear()
+    with cache.client() as c:
+        pull(c, image)

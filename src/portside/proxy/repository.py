@@ -24,6 +24,7 @@ from portside.manifest.descriptor import Descriptor
 from portside.manifest.schema import Manifest, ManifestError
 from portside.registry.errors import (
     BlobUnknown,
+    DigestInvalid,
     ManifestInvalid,
     ManifestUnknown,
     NameUnknown,
@@ -94,11 +95,15 @@ class ProxyManifestService:
             return cached
         try:
             content = await self._remote.get(digest)
+            await self._store(content, tag)
+        except (DigestInvalid, ManifestInvalid) as exc:  # the upstream's fault, not this client's
+            repo.ns.metrics.proxy_upstream_error("invalid")
+            repo.ns.metrics.proxy_request("manifest", "error")
+            raise UpstreamError(f"the upstream's manifest {digest}: {exc.message}", 502) from None
         except UPSTREAM_FAILURES as exc:
             repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
             repo.ns.metrics.proxy_request("manifest", "error")
             raise
-        await self._store(content, tag)
         repo.ns.metrics.proxy_request("manifest", "miss")
         return content
 
