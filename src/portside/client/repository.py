@@ -424,7 +424,7 @@ class RemoteRepository:
     async def exists(self) -> bool:
         try:
             await self.tags.page(limit=1)
-        except (ManifestUnknown, BlobUnknown):
+        except (NameUnknown, ManifestUnknown, BlobUnknown):
             return False
         except UpstreamError as exc:
             if exc.status == 404:
