@@ -4,6 +4,8 @@ relays of its own in front of them and caches of its own in front of those."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from tests.conftest import Registry, RegistryFactory, deep_merge, default_config, free_port
 from tests.proxy.relay import Relay
@@ -127,3 +130,70 @@ def module_registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     yield start
     for reg in started:
         reg.stop()
+
+
+async def _postgres_admin(sql: str) -> None:
+    import asyncpg
+
+    dsn = os.environ.get("PORTSIDE_TEST_POSTGRES")
+    if not dsn:
+        pytest.fail("PORTSIDE_TEST_POSTGRES is not set: scripts/test starts PostgreSQL and sets it")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A PostgreSQL database of the test's own, dropped afterwards."""
+    name = f"portside_proxy_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(os.environ["PORTSIDE_TEST_POSTGRES"]).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass
+class Cache:
+    """A Portside cache of the Go registry (Distribution's `remoteurl` form, two workers, a spool directory of
+    its own, Prometheus on its debug server), reached upstream through `relay`."""
+
+    registry: Registry
+    relay: Relay
+    upstream: GoRegistry
+    debug: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.registry.url, timeout=30.0)
+
+
+@pytest.fixture(scope="session")
+def go_cache(tmp_path_factory: pytest.TempPathFactory, go_upstream: GoRegistry) -> Iterator[Cache]:
+    """Shared by the modules whose tests each use repositories of their own and leave no relay rules behind."""
+    relay = Relay(go_upstream.url).start()
+    workdir = tmp_path_factory.mktemp("go-cache")
+    debug = f"127.0.0.1:{free_port()}"
+    overrides = {
+        "proxy": {
+            "remoteurl": relay.url,
+            "username": go_upstream.username,
+            "password": go_upstream.password,
+            "spooldirectory": str(workdir / "spool"),
+        },
+        "http": {"debug": {"addr": debug, "prometheus": {"enabled": True}}},
+    }
+    reg = Registry(workdir=workdir, config=deep_merge(default_config(workdir, free_port()), overrides), workers=2)
+    reg.start()
+    yield Cache(reg, relay, go_upstream, debug)
+    reg.stop()
+    relay.stop()
+
+
+@pytest.fixture
+def cache(go_cache: Cache) -> Iterator[Cache]:
+    yield go_cache
+    go_cache.relay.clear()
+    go_cache.relay.target = go_cache.upstream.url

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Registry, RegistryFactory
-from tests.proxy.conftest import relay_to
+from tests.conftest import Registry
+from tests.proxy.conftest import Cache
 from tests.proxy.relay import Relay
 from tests.proxy.support import OCI_CONFIG, OCI_MANIFEST, GoRegistry, Image, push_blob, sha256, unique
 
@@ -79,10 +79,8 @@ def push_runnable_image(client: httpx.Client, repo: str) -> Image:
 
 
 @pytest.fixture(scope="module")
-def setup(module_registry_factory: RegistryFactory, go_upstream: GoRegistry, relays: list[Relay]) -> Iterator[Setup]:
-    relay = relay_to(relays, go_upstream.url)
-    proxy = {"remoteurl": relay.url, "username": go_upstream.username, "password": go_upstream.password}
-    cache = module_registry_factory({"proxy": proxy})
+def setup(go_cache: Cache) -> Iterator[Setup]:
+    cache, relay = go_cache.registry, go_cache.relay
     # podman refuses a run root longer than 50 characters: the client state goes under /tmp
     work = Path(tempfile.mkdtemp(prefix="pxc-", dir="/tmp"))
     (work / "auth.json").write_text("{}")
@@ -104,7 +102,7 @@ def setup(module_registry_factory: RegistryFactory, go_upstream: GoRegistry, rel
         "DOCKER_CONFIG": str(work / "docker"),
         "STORAGE_DRIVER": "vfs",
     }
-    yield Setup(cache, relay, go_upstream, work, env)
+    yield Setup(cache, relay, go_cache.upstream, work, env)
     subprocess.run(podman(work, "rmi", "-a", "-f"), env=env, capture_output=True, timeout=TIMEOUT, check=False)
     shutil.rmtree(work, ignore_errors=True)
 

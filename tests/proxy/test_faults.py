@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.conftest import Registry, RegistryFactory
-from tests.proxy.conftest import relay_to
-from tests.proxy.relay import Relay, Rule
+from tests.proxy.conftest import Cache
+from tests.proxy.relay import Rule
 from tests.proxy.support import (
     OCI_MANIFEST,
     GoRegistry,
@@ -33,23 +31,6 @@ from tests.proxy.support import (
 
 LAYER = 512 * 1024 + 3
 BIG_LAYER = 24 * 1024 * 1024
-
-
-@dataclass
-class Cache:
-    registry: Registry
-    relay: Relay
-    upstream: GoRegistry
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.registry.url, timeout=30.0)
-
-
-@pytest.fixture(scope="module")
-def cache(module_registry_factory: RegistryFactory, go_upstream: GoRegistry, relays: list[Relay]) -> Cache:
-    relay = relay_to(relays, go_upstream.url)
-    proxy = {"remoteurl": relay.url, "username": go_upstream.username, "password": go_upstream.password}
-    return Cache(module_registry_factory({"proxy": proxy}), relay, go_upstream)
 
 
 @pytest.fixture

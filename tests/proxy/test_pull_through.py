@@ -9,15 +9,13 @@ names answer 405 `UNSUPPORTED`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from portside.config.schema import Config
-from tests.conftest import Registry, RegistryFactory
-from tests.proxy.conftest import relay_to
-from tests.proxy.relay import Relay
+from tests.conftest import RegistryFactory
+from tests.proxy.conftest import Cache
 from tests.proxy.support import (
     OCI_MANIFEST,
     GoRegistry,
@@ -29,23 +27,6 @@ from tests.proxy.support import (
     sha256,
     unique,
 )
-
-
-@dataclass
-class Cache:
-    registry: Registry
-    relay: Relay
-    upstream: GoRegistry
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.registry.url, timeout=30.0)
-
-
-@pytest.fixture(scope="module")
-def cache(module_registry_factory: RegistryFactory, go_upstream: GoRegistry, relays: list[Relay]) -> Cache:
-    relay = relay_to(relays, go_upstream.url)
-    proxy = {"remoteurl": relay.url, "username": go_upstream.username, "password": go_upstream.password}
-    return Cache(module_registry_factory({"proxy": proxy}), relay, go_upstream)
 
 
 @pytest.fixture
