@@ -1,5 +1,5 @@
 """Real Portside servers for the client library's tests: one with token auth through its built-in token server
-(tokens of 11 seconds, so one outlives the client's margin by a second), one with htpasswd (Basic auth). Each
+(tests/proxy/conftest.py's, shared), one with htpasswd (Basic auth). Each
 is reached through a relay that counts requests and injects faults; the token realm through one of its own."""
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import Registry, deep_merge, default_config, free_port
-from tests.proxy.conftest import TokenUpstream, start_token_upstream
+from tests.proxy.conftest import TokenUpstream, shared_token_upstream
 from tests.proxy.relay import Relay
 from tests.proxy.support import bcrypt_line
-
-TOKEN_SECONDS = 11
 
 
 @dataclass
@@ -27,12 +25,10 @@ class Basic:
 
 @pytest.fixture(scope="session")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TokenUpstream, Relay]]:
-    up = start_token_upstream(tmp_path_factory.mktemp("client-token"), expiration=f"{TOKEN_SECONDS}s")
-    relay = Relay(up.url).start()
-    yield up, relay
-    relay.stop()
-    up.registry.stop()
-    up.token_relay.stop()
+    for up in shared_token_upstream(tmp_path_factory):
+        relay = Relay(up.url).start()
+        yield up, relay
+        relay.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ import pytest
 from portside.client import RegistryClient, UpstreamError, UpstreamUnavailable
 from portside.digest import Digest
 from portside.registry.errors import BlobUnknown, ManifestUnknown
-from tests.client.conftest import TOKEN_SECONDS, Basic
-from tests.proxy.conftest import TokenUpstream
+from tests.client.conftest import Basic
+from tests.proxy.conftest import TOKEN_SECONDS, TokenUpstream
 from tests.proxy.relay import Relay, Rule
 from tests.proxy.support import OCI_CONFIG, OCI_MANIFEST
 

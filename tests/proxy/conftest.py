@@ -93,10 +93,28 @@ def start_token_upstream(workdir: Path, expiration: str = "5m") -> TokenUpstream
 
 @pytest.fixture(scope="session")
 def token_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenUpstream]:
-    up = start_token_upstream(tmp_path_factory.mktemp("token-upstream"))
-    yield up
-    up.registry.stop()
-    up.token_relay.stop()
+    yield from shared_token_upstream(tmp_path_factory)
+
+
+TOKEN_SECONDS = 11
+"""The token server's token lifetime: a second past the client library's 10 s margin, so tests/client sees a
+token expire."""
+_SHARED: dict[str, TokenUpstream] = {}
+_USERS: list[int] = [0]
+
+
+def shared_token_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenUpstream]:
+    """One token upstream per test process for tests/proxy and tests/client alike (each conftest's session
+    fixture is a fixture of its own, so they share the server here)."""
+    if "up" not in _SHARED:
+        _SHARED["up"] = start_token_upstream(tmp_path_factory.mktemp("token-upstream"), f"{TOKEN_SECONDS}s")
+    _USERS[0] += 1
+    yield _SHARED["up"]
+    _USERS[0] -= 1
+    if _USERS[0] == 0:
+        up = _SHARED.pop("up")
+        up.registry.stop()
+        up.token_relay.stop()
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +215,25 @@ def cache(go_cache: Cache) -> Iterator[Cache]:
     yield go_cache
     go_cache.relay.clear()
     go_cache.relay.target = go_cache.upstream.url
+
+
+@pytest.fixture(scope="session")
+def prefixed_go_cache(tmp_path_factory: pytest.TempPathFactory, go_upstream: GoRegistry) -> Iterator[Cache]:
+    """A cache with one remote under the prefix `up` (the Go registry) and no local repositories; it gives up
+    on the upstream quickly (a 1 s timeout, no retries) so the stale tests do not wait."""
+    relay = Relay(go_upstream.url).start()
+    workdir = tmp_path_factory.mktemp("prefixed-cache")
+    remote = {
+        "prefix": "up",
+        "url": relay.url,
+        "username": go_upstream.username,
+        "password": go_upstream.password,
+        "timeout": "1s",
+        "retries": 0,
+    }
+    overrides = {"proxy": {"remotes": [remote]}}
+    reg = Registry(workdir=workdir, config=deep_merge(default_config(workdir, free_port()), overrides), workers=1)
+    reg.start()
+    yield Cache(reg, relay, go_upstream, "")
+    reg.stop()
+    relay.stop()

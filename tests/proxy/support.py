@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -237,3 +238,8 @@ def keep_until(database: str, repository: str) -> dict[str, datetime.datetime | 
             await conn.close()
 
     return {row[0]: row[1] for row in asyncio.run(fetch())}
+
+
+def as_cached(image: Image, prefix: str) -> Image:
+    """`image` as a cache serves it under `prefix`."""
+    return dataclasses.replace(image, repository=f"{prefix}/{image.repository}")

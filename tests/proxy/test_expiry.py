@@ -63,7 +63,7 @@ def test_what_nobody_pulls_expires_across_a_restart(
     layer = stored_blob(cache.root, image.layer_digest)
     assert layer.exists()
 
-    cache.stop()  # the cache is down while the TTL runs out: the expiry is the store's, not the process's
+    cache.kill()  # the cache dies while the TTL runs out: the expiry is the store's, not the process's
     assert keep_until(database, image.repository) == kept
     cache.start()
     wait_for(lambda: keep_until(database, image.repository) == {}, "the proxyexpiry job deleting the manifest")

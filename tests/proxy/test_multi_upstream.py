@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from tests.conftest import Registry, RegistryFactory
-from tests.proxy.conftest import TokenUpstream, relay_to
+from tests.proxy.conftest import Cache, TokenUpstream, relay_to
 from tests.proxy.relay import Relay
 from tests.proxy.support import (
     OCI_MANIFEST,
     GoRegistry,
-    Image,
+    as_cached,
     get_manifest,
     keep_until,
     pull,
@@ -36,8 +36,6 @@ HUB_TTL = 7200
 class Caches:
     mixed: Registry
     """Go under `go/`, the token upstream under `mirror/hub/`, local repositories beside them."""
-    strict: Registry
-    """Go under `go/` only, no local repositories."""
     go_relay: Relay
     hub_relay: Relay
 
@@ -62,12 +60,7 @@ def caches(
     mixed = module_registry_factory(
         {"proxy": {"remotes": [{**go, "ttl": f"{GO_TTL}s"}, hub], "local": True}}, workers=1
     )
-    strict = module_registry_factory({"proxy": {"remotes": [go]}}, workers=1)
-    return Caches(mixed, strict, go_relay, hub_relay)
-
-
-def as_cached(image: Image, prefix: str) -> Image:
-    return Image(f"{prefix}/{image.repository}", image.tag, image.digest, image.manifest, image.config, image.layers)
+    return Caches(mixed, go_relay, hub_relay)
 
 
 def test_each_prefix_is_its_upstreams(caches: Caches, go_upstream: GoRegistry, token_upstream: TokenUpstream) -> None:
@@ -117,11 +110,11 @@ def test_local_repositories_beside_cached_ones(caches: Caches) -> None:
         assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
 
 
-def test_without_local_other_names_are_read_only(caches: Caches) -> None:
-    with httpx.Client(base_url=caches.strict.url, timeout=30.0) as c:
+def test_without_local_other_names_are_read_only(prefixed_go_cache: Cache) -> None:
+    with prefixed_go_cache.client() as c:
         r = c.post(f"/v2/ours/{unique()}/blobs/uploads/")
         assert r.status_code == 405, r.text
         assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
         r = get_manifest(c, f"ours/{unique()}", "v1")
         assert r.status_code == 404, r.text
-        assert caches.go_relay.count("HEAD", "/v2/ours/") == 0
+        assert prefixed_go_cache.relay.count("HEAD", "/v2/ours/") == 0

@@ -9,16 +9,17 @@ names answer 405 `UNSUPPORTED`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from portside.config.loader import load_config
 from portside.config.schema import Config
-from tests.conftest import RegistryFactory
 from tests.proxy.conftest import Cache
 from tests.proxy.support import (
     OCI_MANIFEST,
-    GoRegistry,
     Image,
     get_manifest,
     pull,
@@ -113,16 +114,22 @@ def test_the_ttl_defaults_to_a_week() -> None:
     assert [u.ttl for u in config.proxy.upstreams] == [7200]
 
 
-def test_registry_proxy_environment_overrides(registry_factory: RegistryFactory, go_upstream: GoRegistry) -> None:
-    env = {
-        "REGISTRY_PROXY_REMOTEURL": go_upstream.url,
-        "REGISTRY_PROXY_USERNAME": go_upstream.username,
-        "REGISTRY_PROXY_PASSWORD": go_upstream.password,
-        "REGISTRY_PROXY_TTL": "1h",
+def test_registry_proxy_environment_overrides(tmp_path: Path) -> None:
+    """As Distribution reads them: each `REGISTRY_PROXY_*` variable sets its key over the file's."""
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump({"version": 0.1, "proxy": {"remoteurl": "http://file.invalid", "ttl": "1h"}}))
+    environ = {
+        "REGISTRY_PROXY_REMOTEURL": "http://127.0.0.1:5999",
+        "REGISTRY_PROXY_USERNAME": "bot",
+        "REGISTRY_PROXY_PASSWORD": "secret",
+        "REGISTRY_PROXY_TTL": "30m",
     }
-    reg = registry_factory(env=env)
-    with go_upstream.client() as up:
-        image = push_image(up, f"env/{unique()}", "v1")
-    with httpx.Client(base_url=reg.url, timeout=30.0) as c:
-        pull(c, image)
-        assert_unsupported(c.delete(f"/v2/{image.repository}/manifests/{image.digest}"))
+    [upstream] = load_config(path, environ).proxy.upstreams
+    assert (upstream.url, upstream.username, upstream.password, upstream.ttl) == (
+        "http://127.0.0.1:5999",
+        "bot",
+        "secret",
+        1800,
+    )
+    [upstream] = load_config(path, {}).proxy.upstreams
+    assert (upstream.url, upstream.ttl) == ("http://file.invalid", 3600)

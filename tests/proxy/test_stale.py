@@ -7,57 +7,38 @@ gave one) or the upstream's own 404, never a 500.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 
-from tests.conftest import Registry, RegistryFactory
-from tests.proxy.conftest import relay_to
-from tests.proxy.relay import Relay, Rule
-from tests.proxy.support import STALE_WARNING, GoRegistry, Image, get_manifest, pull, push_image, sha256, unique
+from tests.proxy.conftest import Cache
+from tests.proxy.relay import Rule
+from tests.proxy.support import STALE_WARNING, Image, as_cached, get_manifest, pull, push_image, sha256, unique
 
 GATEWAY = (502, 503, 504)
 
 
-@dataclass
-class Cache:
-    registry: Registry
-    relay: Relay
-    upstream: GoRegistry
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.registry.url, timeout=30.0)
-
-
-@pytest.fixture(scope="module")
-def cache(module_registry_factory: RegistryFactory, go_upstream: GoRegistry, relays: list[Relay]) -> Cache:
-    relay = relay_to(relays, go_upstream.url)
-    proxy = {
-        "remoteurl": relay.url,
-        "username": go_upstream.username,
-        "password": go_upstream.password,
-        "timeout": "1s",
-        "retries": 0,  # each failure answered at once (retries are tests/proxy/test_faults.py's)
-    }
-    return Cache(module_registry_factory({"proxy": proxy}), relay, go_upstream)
+@pytest.fixture
+def cache(prefixed_go_cache: Cache) -> Iterator[Cache]:
+    """The cache that gives up on its upstream at once (a 1 s timeout, no retries): each failure is answered
+    without waiting; retries are tests/proxy/test_faults.py's."""
+    yield prefixed_go_cache
+    prefixed_go_cache.relay.clear()
 
 
 @pytest.fixture
-def cached(cache: Cache) -> Iterator[Image]:
+def cached(cache: Cache) -> Image:
     """An image pulled once through the cache (so it holds the tag, the manifest and the blobs)."""
     with cache.upstream.client() as up:
-        image = push_image(up, f"stale/{unique()}", "v1")
+        image = as_cached(push_image(up, f"stale/{unique()}", "v1"), "up")
     with cache.client() as c:
         for r in pull(c, image):
             assert "Warning" not in r.headers
-    yield image
-    cache.relay.clear()
+    return image
 
 
 FAULTS = {
     "unreachable": Rule(match="/v2/", drop=True),
-    "timeout": Rule(match="/v2/", stall=2.5),
+    "timeout": Rule(match="/v2/", stall=1.5),
     "503": Rule(match="/v2/", status=503),
     "500": Rule(match="/v2/", status=500),
     "429": Rule(match="/v2/", status=429, headers={"Retry-After": "1"}),
@@ -101,7 +82,7 @@ def test_what_was_never_seen_is_a_clean_gateway_error(cache: Cache, cached: Imag
     with cache.client() as c:
         answers = [
             get_manifest(c, cached.repository, "never-seen"),
-            get_manifest(c, f"stale/{unique()}", "v1"),
+            get_manifest(c, f"up/stale/{unique()}", "v1"),
             get_manifest(c, cached.repository, sha256(b"no such manifest")),
             c.get(f"/v2/{cached.repository}/blobs/{sha256(b'no such blob')}"),
             c.head(f"/v2/{cached.repository}/blobs/{sha256(b'no such blob')}"),

@@ -187,6 +187,11 @@ class Flights:
         self._tasks: set[asyncio.Task[None]] = set()
         self._joined = joined or (lambda: None)
 
+    def in_flight(self, digest: str) -> int | None:
+        """The size of `digest` when this process is fetching it now (so a joiner need not ask upstream)."""
+        flight = self._flights.get(digest)
+        return flight.size if flight is not None and flight.state()[1] is None else None
+
     async def join(self, digest: str, size: int, fetch: Fetch, stored: Ready) -> Flight | None:
         """The flight of `digest`, started with `fetch` if nobody is fetching it; None when `stored` finds the
         blob cached meanwhile (another fetch finished just before)."""

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("portside.proxy")
 
+OCTET_STREAM = "application/octet-stream"
+
 STALE = '110 - "stale: the upstream registry could not be asked"'
 FETCH_BLOCK = 1024 * 1024
 UPSTREAM_FAILURES = (UpstreamUnavailable, UpstreamError)
@@ -163,8 +165,13 @@ class ProxyBlobStore:
             await repo.keep(digest, manifest=False)
             repo.ns.metrics.proxy_request("blob", "hit")
             return cached
-        try:
-            descriptor = await self._remote.stat(digest)
+        size = repo.ns.flights.in_flight(str(digest))
+        try:  # a fetch in flight here already knows the size; otherwise the upstream is asked
+            descriptor = (
+                await self._remote.stat(digest)
+                if size is None or method == "HEAD"
+                else Descriptor(media_type=OCTET_STREAM, digest=digest, size=size)
+            )
         except UPSTREAM_FAILURES as exc:
             repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
             repo.ns.metrics.proxy_request("blob", "error")
