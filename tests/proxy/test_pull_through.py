@@ -23,6 +23,7 @@ from tests.proxy.support import (
     Image,
     get_manifest,
     pull,
+    push_blob,
     push_image,
     push_manifest,
     sha256,
@@ -133,3 +134,45 @@ def test_registry_proxy_environment_overrides(tmp_path: Path) -> None:
     )
     [upstream] = load_config(path, {}).proxy.upstreams
     assert (upstream.url, upstream.ttl) == ("http://file.invalid", 3600)
+
+
+def test_ranges_of_cold_and_cached_blobs(cache: Cache) -> None:
+    with cache.upstream.client() as up:
+        image = push_image(up, f"lib/{unique()}", "v1", (200_000,))
+    url = f"/v2/{image.repository}/blobs/{image.layer_digest}"
+    layer = image.layers[0]
+    with cache.client() as c:
+        for _ in ("cold", "cached"):
+            r = c.get(url, headers={"Range": "bytes=1000-"})
+            assert r.status_code == 206, r.text
+            assert r.headers["Content-Range"] == f"bytes 1000-{len(layer) - 1}/{len(layer)}"
+            assert r.content == layer[1000:]
+        r = c.get(url, headers={"Range": "bytes=10-19"})
+        assert r.status_code == 206
+        assert r.content == layer[10:20]
+    assert cache.relay.count("GET", url) == 1
+
+
+def test_a_blob_another_cached_repository_holds_is_not_fetched_again(cache: Cache) -> None:
+    with cache.upstream.client() as up:
+        first = push_image(up, f"lib/{unique()}", "v1", (30_000,))
+        shared = first.layers[0]
+        second_repo = f"lib/{unique()}"
+        for blob in (first.config, shared):
+            push_blob(up, second_repo, blob)
+        second = push_manifest(up, second_repo, "v1", first.config, [shared])
+    with cache.client() as c:
+        pull(c, first)
+        pull(c, second)
+    layer = f"/blobs/{first.layer_digest}"
+    assert cache.relay.count("GET", f"/v2/{first.repository}{layer}") == 1
+    assert cache.relay.count("GET", f"/v2/{second.repository}{layer}") == 0, "linked from the first repository"
+
+
+def test_tag_lists_are_the_upstreams(cache: Cache, image: Image) -> None:
+    with cache.upstream.client() as up:
+        push_manifest(up, image.repository, "v2", image.config, image.layers)
+    with cache.client() as c:
+        r = c.get(f"/v2/{image.repository}/tags/list")
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["tags"]) == ["v1", "v2"]
