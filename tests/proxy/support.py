@@ -27,6 +27,7 @@ import yaml
 from tests.conftest import free_port
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 GO_REGISTRY = "/usr/bin/docker-registry"

@@ -8,6 +8,7 @@ names answer 405 `UNSUPPORTED`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from portside.config.loader import load_config
 from portside.config.schema import Config
 from tests.proxy.conftest import Cache
 from tests.proxy.support import (
+    OCI_INDEX,
     OCI_MANIFEST,
     Image,
     get_manifest,
@@ -176,3 +178,41 @@ def test_tag_lists_are_the_upstreams(cache: Cache, image: Image) -> None:
         r = c.get(f"/v2/{image.repository}/tags/list")
     assert r.status_code == 200, r.text
     assert sorted(r.json()["tags"]) == ["v1", "v2"]
+
+
+def test_an_index_and_its_manifests(cache: Cache) -> None:
+    """A multi-platform image: the index by tag, then each manifest it names by digest, then their blobs."""
+    repo = f"lib/{unique()}"
+    with cache.upstream.client() as up:
+        children = [push_image(up, repo, f"arch{i}") for i in range(2)]
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": child.digest,
+                        "size": len(child.manifest),
+                        "platform": {"architecture": arch, "os": "linux"},
+                    }
+                    for child, arch in zip(children, ("amd64", "arm64"), strict=True)
+                ],
+            }
+        ).encode()
+        r = up.put(f"/v2/{repo}/manifests/multi", content=index, headers={"Content-Type": OCI_INDEX})
+        assert r.status_code == 201, r.text
+    with cache.client() as c:
+        r = c.get(f"/v2/{repo}/manifests/multi", headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"})
+        assert r.status_code == 200, r.text
+        assert r.content == index
+        assert r.headers["Content-Type"] == OCI_INDEX
+        for child in children:
+            pull(c, child, reference=child.digest)
+        cache.relay.reset_counts()
+        r = c.get(f"/v2/{repo}/manifests/multi", headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"})
+        assert r.content == index
+        for child in children:
+            pull(c, child, reference=child.digest)
+    assert cache.relay.count("GET", repo) == 0
+    assert cache.relay.count("HEAD", f"/v2/{repo}/manifests/multi") == 1

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.proxy.conftest import Cache
 from tests.proxy.relay import Rule
-from tests.proxy.support import STALE_WARNING, Image, as_cached, get_manifest, pull, push_image, sha256, unique
+from tests.proxy.support import (
+    STALE_WARNING,
+    Image,
+    as_cached,
+    get_manifest,
+    pull,
+    push_image,
+    sha256,
+    stored_blob,
+    unique,
+)
 
 GATEWAY = (502, 503, 504)
 
@@ -95,3 +106,21 @@ def test_what_was_never_seen_is_a_clean_gateway_error(cache: Cache, cached: Imag
             assert r.headers.get("Retry-After") == "1", r.headers
     expected = {"unreachable": 503, "timeout": 504, "503": 502, "500": 502, "429": 503}[name]
     assert {r.status_code for r in answers} == {expected}
+
+
+def test_an_upstream_that_stalls_mid_blob_cuts_the_answer_short(cache: Cache) -> None:
+    with cache.upstream.client() as up:
+        image = as_cached(push_image(up, f"stale/{unique()}", "v1", (300_000,)), "up")
+    url = f"/v2/{image.repository}/blobs/{image.layer_digest}"
+    rule = cache.relay.add(Rule(match=url.removeprefix("/v2/up"), methods=("GET",), hold_after=64 * 1024, times=1))
+    received = bytearray()
+    with cache.client() as c, pytest.raises(httpx.TransportError), c.stream("GET", url) as r:  # noqa: PT012
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            received += chunk
+    assert rule.held.is_set()
+    assert len(received) < len(image.layers[0])
+    rule.release.set()
+    assert not stored_blob(cache.registry.root, image.layer_digest).exists()
+    with cache.client() as c:
+        pull(c, image)
