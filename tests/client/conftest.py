@@ -1,6 +1,6 @@
-"""Real Portside servers for the client library's tests: one with token auth through its built-in token server
-(tests/proxy/conftest.py's, shared), one with htpasswd (Basic auth). Each
-is reached through a relay that counts requests and injects faults; the token realm through one of its own."""
+"""Real Portside servers for the client library's tests, shared with tests/proxy: the token upstream (token auth
+through its built-in token server) and the mixed cache (htpasswd auth, so Basic). Each is reached through a
+relay of tests/client's own that counts requests and injects faults; the token realm through one of its own."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import Registry, deep_merge, default_config, free_port
-from tests.proxy.conftest import TokenUpstream, shared_token_upstream
+from tests.conftest import Registry
+from tests.proxy.conftest import (  # noqa: F401  (fixtures, shared with tests/proxy through conftest.shared)
+    MixedCache,
+    TokenUpstream,
+    go_upstream,
+    mixed_cache,
+    postgres_dsn,
+    token_upstream,
+)
 from tests.proxy.relay import Relay
-from tests.proxy.support import bcrypt_line
 
 
 @dataclass
@@ -24,27 +30,20 @@ class Basic:
 
 
 @pytest.fixture(scope="session")
-def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TokenUpstream, Relay]]:
-    for up in shared_token_upstream(tmp_path_factory):
-        relay = Relay(up.url).start()
-        yield up, relay
-        relay.stop()
+def token_server(token_upstream: TokenUpstream) -> Iterator[tuple[TokenUpstream, Relay]]:  # noqa: F811
+    relay = Relay(token_upstream.url).start()
+    yield token_upstream, relay
+    relay.stop()
 
 
 @pytest.fixture(scope="session")
-def basic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Basic]:
-    workdir = tmp_path_factory.mktemp("client-basic")
-    htpasswd = workdir / "htpasswd"
-    htpasswd.write_text(bcrypt_line("alice", "alice-secret") + "\n")
-    config = deep_merge(
-        default_config(workdir, free_port()), {"auth": {"htpasswd": {"realm": "basic", "path": str(htpasswd)}}}
-    )
-    reg = Registry(workdir=workdir, config=config, workers=1)
-    reg.start()
-    relay = Relay(reg.url).start()
-    yield Basic(reg, relay, "alice", "alice-secret")
+def basic_server(mixed_cache: MixedCache) -> Iterator[Basic]:  # noqa: F811
+    """The mixed cache of tests/proxy: a Portside with htpasswd auth, whose names outside its remotes' prefixes
+    are ordinary repositories."""
+    assert mixed_cache.auth is not None
+    relay = Relay(mixed_cache.registry.url).start()
+    yield Basic(mixed_cache.registry, relay, *mixed_cache.auth)
     relay.stop()
-    reg.stop()
 
 
 @pytest.fixture(autouse=True)

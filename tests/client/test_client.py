@@ -49,6 +49,10 @@ async def push(client: RegistryClient, name: str, tag: str = "v1") -> tuple[Dige
     return Digest.of(manifest), manifest, layer
 
 
+def basic_client(server: Basic, **options: float) -> RegistryClient:
+    return RegistryClient(server.relay.url, username=server.username, password=server.password, **options)  # type: ignore[arg-type]
+
+
 def token_client(token_server: tuple[TokenUpstream, Relay], **options: float) -> RegistryClient:
     up, relay = token_server
     return RegistryClient(relay.url, username=up.owner[0], password=up.owner[1], **options)  # type: ignore[arg-type]
@@ -113,7 +117,7 @@ async def test_wrong_credentials_are_an_error(token_server: tuple[TokenUpstream,
 
 async def test_basic_auth(basic_server: Basic) -> None:
     name = repo_name()
-    async with RegistryClient(basic_server.relay.url, username="alice", password="alice-secret") as client:
+    async with basic_client(basic_server) as client:
         digest, _, layer = await push(client, name)
         repo = client.repository(name)
         basic_server.relay.reset_counts()
@@ -124,7 +128,7 @@ async def test_basic_auth(basic_server: Basic) -> None:
 
 async def test_ranges(basic_server: Basic) -> None:
     name = repo_name()
-    async with RegistryClient(basic_server.relay.url, username="alice", password="alice-secret") as client:
+    async with basic_client(basic_server) as client:
         _, _, layer = await push(client, name)
         content = await client.repository(name).blobs.open(Digest.of(layer))
         assert content.descriptor.size == len(layer)
@@ -139,7 +143,7 @@ async def test_ranges(basic_server: Basic) -> None:
 async def test_what_is_missing_is_the_librarys_unknown_error(basic_server: Basic) -> None:
     name = repo_name()
     missing = Digest.of(b"never pushed")
-    async with RegistryClient(basic_server.relay.url, username="alice", password="alice-secret") as client:
+    async with basic_client(basic_server) as client:
         await push(client, name)
         repo = client.repository(name)
         with pytest.raises(BlobUnknown):
@@ -161,7 +165,7 @@ async def test_a_blob_404_without_a_body_is_blob_unknown(basic_server: Basic) ->
     name = repo_name()
     blob = f"/v2/{name}/blobs/"
     basic_server.relay.add(Rule(match=blob, methods=("GET", "HEAD"), status=404))
-    async with RegistryClient(basic_server.relay.url, username="alice", password="alice-secret") as client:
+    async with basic_client(basic_server) as client:
         repo = client.repository(name)
         with pytest.raises(BlobUnknown):
             await repo.blobs.stat(Digest.of(b"x"))
@@ -171,7 +175,7 @@ async def test_a_blob_404_without_a_body_is_blob_unknown(basic_server: Basic) ->
 
 async def test_a_429_is_retried_after_its_retry_after(basic_server: Basic) -> None:
     name = repo_name()
-    async with RegistryClient(basic_server.relay.url, username="alice", password="alice-secret") as client:
+    async with basic_client(basic_server) as client:
         _, _, layer = await push(client, name)
         path = f"/v2/{name}/blobs/{Digest.of(layer)}"
         basic_server.relay.add(Rule(match=path, methods=("HEAD",), status=429, headers={"Retry-After": "1"}, times=2))
@@ -184,9 +188,7 @@ async def test_a_429_is_retried_after_its_retry_after(basic_server: Basic) -> No
 
 async def test_5xx_and_broken_connections_are_retried_with_backoff(basic_server: Basic) -> None:
     name = repo_name()
-    async with RegistryClient(
-        basic_server.relay.url, username="alice", password="alice-secret", backoff=0.05, retries=3
-    ) as client:
+    async with basic_client(basic_server, backoff=0.05, retries=3) as client:
         digest, manifest, _ = await push(client, name)
         path = f"/v2/{name}/manifests/{digest}"
         basic_server.relay.add(Rule(match=path, methods=("GET",), status=503, times=1))
@@ -200,9 +202,7 @@ async def test_retries_end_in_upstream_unavailable(basic_server: Basic) -> None:
     name = repo_name()
     path = f"/v2/{name}/manifests/v1"
     basic_server.relay.add(Rule(match=path, status=429, headers={"Retry-After": "0"}))
-    async with RegistryClient(
-        basic_server.relay.url, username="alice", password="alice-secret", retries=2, backoff=0.01
-    ) as client:
+    async with basic_client(basic_server, retries=2, backoff=0.01) as client:
         with pytest.raises(UpstreamUnavailable) as caught:
             await client.repository(name).manifests.head("v1")
     assert caught.value.reason == "throttled"
@@ -210,7 +210,7 @@ async def test_retries_end_in_upstream_unavailable(basic_server: Basic) -> None:
     assert basic_server.relay.count("HEAD", path) == 3, "the first try and two retries"
     basic_server.relay.clear()
     basic_server.relay.add(Rule(match=path, status=429, headers={"Retry-After": "3600"}))
-    async with RegistryClient(basic_server.relay.url, username="alice", password="alice-secret") as client:
+    async with basic_client(basic_server) as client:
         with pytest.raises(UpstreamUnavailable) as caught:
             await client.repository(name).manifests.head("v1")
     assert caught.value.retry_after == 3600
