@@ -6,7 +6,8 @@ gave one) or the upstream's own 404, never a 500.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -90,14 +91,16 @@ def test_cached_content_is_served_when_the_upstream_fails(cache: Cache, cached: 
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_what_was_never_seen_is_a_clean_gateway_error(cache: Cache, cached: Image, name: str) -> None:
     cache.relay.add(fault(name))
-    with cache.client() as c:
-        answers = [
-            get_manifest(c, cached.repository, "never-seen"),
-            get_manifest(c, f"up/stale/{unique()}", "v1"),
-            get_manifest(c, cached.repository, sha256(b"no such manifest")),
-            c.get(f"/v2/{cached.repository}/blobs/{sha256(b'no such blob')}"),
-            c.head(f"/v2/{cached.repository}/blobs/{sha256(b'no such blob')}"),
-        ]
+    missing = sha256(b"no such blob")
+    asks: list[Callable[[httpx.Client], httpx.Response]] = [
+        lambda c: get_manifest(c, cached.repository, "never-seen"),
+        lambda c: get_manifest(c, f"up/stale/{unique()}", "v1"),
+        lambda c: get_manifest(c, cached.repository, sha256(b"no such manifest")),
+        lambda c: c.get(f"/v2/{cached.repository}/blobs/{missing}"),
+        lambda c: c.head(f"/v2/{cached.repository}/blobs/{missing}"),
+    ]
+    with cache.client() as c, ThreadPoolExecutor(len(asks)) as pool:  # at once: a timeout each is waited for
+        answers = list(pool.map(lambda ask: ask(c), asks))
     for r in answers:
         assert r.status_code in GATEWAY, (r.request.method, r.request.url, r.status_code, r.text)
         if r.request.method == "GET":
