@@ -33,6 +33,20 @@ class Upstream:
     prefix: str
     client: RegistryClient
     ttl: float
+    failing_since: float | None = None
+    """When (time.monotonic()) this process last found the upstream failing, with no answer since: what is
+    served from the cache meanwhile, blobs and manifests by digest too, carries the stale Warning."""
+
+    def answered(self) -> None:
+        self.failing_since = None
+
+    def failed(self) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
 
     @property
     def is_docker_hub(self) -> bool:

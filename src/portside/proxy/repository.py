@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from portside.client import RemoteRepository
 from portside.digest import CANONICAL, Digest
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from portside.proxy.namespace import ProxyNamespace, Upstream
 
 log = logging.getLogger("portside.proxy")
+Cached = TypeVar("Cached", ManifestContent, BlobContent)
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -70,8 +71,9 @@ class ProxyManifestService:
         cached = await self._cached(tag, tag=True)
         try:  # with a copy to fall back on, the upstream is asked once: a stale answer now beats a late one
             current = await self._remote.head(tag, retries=0 if cached is not None else None)
+            repo.upstream.answered()
         except UPSTREAM_FAILURES as exc:
-            repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+            repo.failed(exc)
             if cached is None:
                 repo.ns.metrics.proxy_request("manifest", "error")
                 raise
@@ -94,16 +96,17 @@ class ProxyManifestService:
                 await self._store(cached, tag)
             await repo.keep(digest, manifest=True)
             repo.ns.metrics.proxy_request("manifest", "hit")
-            return cached
+            return repo.marked(cached)
         try:
             content = await self._remote.get(digest)
+            repo.upstream.answered()
             await self._store(content, tag)
         except (DigestInvalid, ManifestInvalid) as exc:  # the upstream's fault, not this client's
             repo.ns.metrics.proxy_upstream_error("invalid")
             repo.ns.metrics.proxy_request("manifest", "error")
             raise UpstreamError(f"the upstream's manifest {digest}: {exc.message}", 502) from None
         except UPSTREAM_FAILURES as exc:
-            repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+            repo.failed(exc)
             repo.ns.metrics.proxy_request("manifest", "error")
             raise
         repo.ns.metrics.proxy_request("manifest", "miss")
@@ -164,7 +167,7 @@ class ProxyBlobStore:
         if cached is not None:
             await repo.keep(digest, manifest=False)
             repo.ns.metrics.proxy_request("blob", "hit")
-            return cached
+            return repo.marked(cached)
         size = repo.ns.flights.in_flight(str(digest))
         try:  # a fetch in flight here already knows the size; otherwise the upstream is asked
             descriptor = (
@@ -172,8 +175,9 @@ class ProxyBlobStore:
                 if size is None or method == "HEAD"
                 else Descriptor(media_type=OCTET_STREAM, digest=digest, size=size)
             )
+            repo.upstream.answered()
         except UPSTREAM_FAILURES as exc:
-            repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+            repo.failed(exc)
             repo.ns.metrics.proxy_request("blob", "error")
             raise
         if method == "HEAD":
@@ -287,6 +291,14 @@ class ProxyRepository:
 
     async def keep(self, digest: Digest, manifest: bool) -> None:
         await self.ns.keeper.keep(self.name, digest, manifest, self.upstream.ttl)
+
+    def failed(self, exc: UpstreamUnavailable | UpstreamError) -> None:
+        self.upstream.failed()
+        self.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+
+    def marked(self, content: Cached) -> Cached:
+        """`content` from the cache, with the stale Warning while the upstream is failing."""
+        return dataclasses.replace(content, warning=STALE) if self.upstream.failing else content
 
     async def exists(self) -> bool:
         return await self.local.exists() or await self.remote.exists()
