@@ -113,8 +113,8 @@ def start_token_upstream(workdir: Path, expiration: str = "5m") -> TokenUpstream
     return TokenUpstream(reg, relay, ("owner", users["owner"]), ("mirror", users["mirror"]))
 
 
-TOKEN_SECONDS = 11
-"""The token server's token lifetime: a second past the client library's 10 s margin, so tests/client sees a
+TOKEN_SECONDS = 13
+"""The token server's token lifetime: three seconds past the client library's 10 s margin, so tests/client sees a
 token expire."""
 
 
