@@ -88,3 +88,20 @@ def test_single_flight_joins(cache: Cache) -> None:
                 pass
     assert cache.relay.count("GET", url) == 1
     wait_for_deltas(cache, before, {(JOINS, ()): 2, (REQUESTS, (("kind", "blob"), ("result", "miss"))): 3})
+
+
+def test_stale_answers(cache: Cache) -> None:
+    with cache.upstream.client() as up:
+        image = push_image(up, f"metrics/{unique()}", "v1")
+    with cache.client() as c:
+        pull(c, image)
+        cache.relay.add(Rule(match=f"/v2/{image.repository}/", status=503))
+        before = scrape(cache.debug)
+        r = get_manifest(c, image.repository, image.tag)
+        assert r.status_code == 200
+        assert "Warning" in r.headers
+    wait_for_deltas(
+        cache,
+        before,
+        {(REQUESTS, (("kind", "manifest"), ("result", "stale"))): 1, (ERRORS, (("status", "503"),)): 1},
+    )
