@@ -95,17 +95,17 @@ _LIBRARY_CODES: tuple[tuple[type[registry.RegistryError], ErrorCode, int | None]
 )
 
 
-_UPSTREAM_STATUS = {"throttled": 429, "timeout": 504, "unreachable": 503, "failing": 502}
+_UPSTREAM_STATUS = {"throttled": 503, "timeout": 504, "unreachable": 503, "failing": 502}
 
 
 def _upstream(exc: registry.UpstreamUnavailable | registry.UpstreamError) -> ApiError:
-    """A cache's upstream failed it: 429 (with its Retry-After) when throttled, else a gateway status."""
+    """A cache's upstream failed it: a gateway status, with the upstream's Retry-After when it gave one. A 429
+    upstream is a 503 here: the upstream throttled the cache, not this client."""
     if isinstance(exc, registry.UpstreamError):
         return ApiError(ErrorCode.UNAVAILABLE, exc.message, status=502)
     status = _UPSTREAM_STATUS.get(exc.reason, 502)
-    code = ErrorCode.TOOMANYREQUESTS if status == 429 else ErrorCode.UNAVAILABLE
     headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
-    return ApiError(code, exc.message, status=status, headers=headers)
+    return ApiError(ErrorCode.UNAVAILABLE, exc.message, status=status, headers=headers)
 
 
 def from_library(exc: registry.RegistryError, headers: Mapping[str, str] | None = None) -> ApiError:

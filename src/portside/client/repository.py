@@ -23,7 +23,14 @@ from portside.digest import CANONICAL, Digest, DigestError
 from portside.manifest import mediatypes as mt
 from portside.manifest.descriptor import Descriptor
 from portside.manifest.schema import Manifest, ManifestError, default_registry
-from portside.registry.errors import BlobUnknown, DigestInvalid, ManifestInvalid, ManifestUnknown
+from portside.registry.errors import (
+    BlobUnknown,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+)
 from portside.registry.interfaces import BlobContent, ByteReader, ManifestContent, Page
 
 if TYPE_CHECKING:
@@ -88,14 +95,14 @@ class RemoteBlobStore:
     async def stat(self, digest: Digest) -> Descriptor:
         async with self._client.request("HEAD", f"{self._path}/{digest}", scope=self._pull) as response:
             if response.status != 200:
-                raise await error_for(response, f"blob {digest}")
+                raise await error_for(response, f"blob {digest}", BlobUnknown)
             size = int(response.headers.get("Content-Length", "0"))
         return Descriptor(media_type=OCTET_STREAM, digest=digest, size=size)
 
     async def get(self, digest: Digest) -> bytes:
         async with self._client.request("GET", f"{self._path}/{digest}", scope=self._pull) as response:
             if response.status != 200:
-                raise await error_for(response, f"blob {digest}")
+                raise await error_for(response, f"blob {digest}", BlobUnknown)
             data = await response.read()
         if Digest.of(data, digest.algorithm) != digest:
             raise DigestInvalid(f"blob {digest}: the registry sent other bytes", {"digest": digest})
@@ -106,19 +113,21 @@ class RemoteBlobStore:
         descriptor = await self.stat(digest)
 
         async def opener(offset: int) -> ByteReader:
-            stack = contextlib.AsyncExitStack()
-            headers = {"Range": f"bytes={offset}-"} if offset else {}
-            path = f"{self._path}/{digest}"
-            response = await stack.enter_async_context(
-                self._client.request("GET", path, scope=self._pull, headers=headers)
-            )
-            if response.status not in (200, 206) or (offset and response.status != 206):
-                error = await error_for(response, f"blob {digest}") if response.status >= 400 else None
-                await stack.aclose()
-                raise error or UpstreamError(f"blob {digest}: the registry ignored the range", 502)
-            return ResponseReader(response, stack, f"blob {digest}")
+            return await self.reader(digest, offset)
 
         return BlobContent(descriptor=descriptor, opener=opener)
+
+    async def reader(self, digest: Digest, offset: int = 0) -> ResponseReader:
+        """The blob's bytes from `offset` on, with one GET (no HEAD first: for a caller that knows the blob)."""
+        stack = contextlib.AsyncExitStack()
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        path = f"{self._path}/{digest}"
+        response = await stack.enter_async_context(self._client.request("GET", path, scope=self._pull, headers=headers))
+        if response.status not in (200, 206) or (offset and response.status != 206):
+            error = await error_for(response, f"blob {digest}", BlobUnknown) if response.status >= 400 else None
+            await stack.aclose()
+            raise error or UpstreamError(f"blob {digest}: the registry ignored the range", 502)
+        return ResponseReader(response, stack, f"blob {digest}")
 
     async def put(self, content: bytes, expected: Digest) -> Descriptor:
         writer = await self.create()
@@ -127,7 +136,7 @@ class RemoteBlobStore:
     async def create(self, persist: bool = True, algorithms: Iterable[str] = (CANONICAL,)) -> RemoteBlobWriter:
         async with self._client.request("POST", f"{self._path}/uploads/", scope=self._push, retried=False) as response:
             if response.status != 202:
-                raise await error_for(response, "upload start")
+                raise await error_for(response, "upload start", NameUnknown)
             location = response.headers.get("Location", "")
             upload_id = response.headers.get("Docker-Upload-UUID", "")
         return RemoteBlobWriter(self._client, self._push, self._absolute(location), upload_id)
@@ -148,7 +157,7 @@ class RemoteBlobStore:
             if response.status == 201:
                 return await self.stat(digest)
             if response.status != 202:
-                raise await error_for(response, f"mount of {digest}")
+                raise await error_for(response, f"mount of {digest}", NameUnknown)
             location = self._absolute(response.headers.get("Location", ""))
         await RemoteBlobWriter(self._client, self._push, location, "").cancel()  # a session was opened instead
         return None
@@ -158,7 +167,7 @@ class RemoteBlobStore:
             "DELETE", f"{self._path}/{digest}", scope=f"repository:{self.repository}:delete", retried=False
         ) as response:
             if response.status != 202:
-                raise await error_for(response, f"delete of blob {digest}")
+                raise await error_for(response, f"delete of blob {digest}", BlobUnknown)
 
     def _absolute(self, location: str) -> str:
         if location.startswith("/"):
@@ -204,7 +213,7 @@ class RemoteBlobWriter:
         url, params = self._at()
         async with self._client.request("GET", url, scope=self._scope, params=params) as response:
             if response.status != 204:
-                raise await error_for(response, "upload status")
+                raise await error_for(response, "upload status", BlobUploadUnknown)
             end = response.headers.get("Range", "0-0").rsplit("-", 1)[-1]
             stored = int(end) + 1 if end.isdigit() and end != "0" else 0
             self._moved(response)
@@ -220,7 +229,7 @@ class RemoteBlobWriter:
             "PATCH", url, scope=self._scope, params=params, headers=headers, data=chunk, retried=False
         ) as response:
             if response.status != 202:
-                raise await error_for(response, "upload chunk")
+                raise await error_for(response, "upload chunk", BlobUploadUnknown)
             self._moved(response)
         self._size += len(chunk)
         return len(chunk)
@@ -244,14 +253,14 @@ class RemoteBlobWriter:
             "PUT", url, scope=self._scope, params=params, headers=headers, data=content, retried=False
         ) as response:
             if response.status != 201:
-                raise await error_for(response, f"upload of {expected}")
+                raise await error_for(response, f"upload of {expected}", BlobUploadUnknown)
         return Descriptor(media_type=OCTET_STREAM, digest=expected, size=self._size + len(content))
 
     async def cancel(self) -> None:
         url, params = self._at()
         async with self._client.request("DELETE", url, scope=self._scope, params=params, retried=False) as response:
             if response.status not in (204, 404):
-                raise await error_for(response, "upload cancel")
+                raise await error_for(response, "upload cancel", BlobUploadUnknown)
 
     async def close(self) -> None:
         return None
@@ -378,7 +387,7 @@ class RemoteTagService:
             "GET", f"/v2/{quote(self.repository, safe='/')}/tags/list", scope=self._pull, params=params
         ) as response:
             if response.status != 200:
-                raise await error_for(response, "tag list")
+                raise await error_for(response, "tag list", NameUnknown)
             body: dict[str, Any] = await response.json(content_type=None)
             more = "next" in response.headers.get("Link", "")
         return Page([str(t) for t in body.get("tags") or []], more)
@@ -415,7 +424,7 @@ class RemoteRepository:
     async def exists(self) -> bool:
         try:
             await self.tags.page(limit=1)
-        except (ManifestUnknown, BlobUnknown):
+        except (NameUnknown, ManifestUnknown, BlobUnknown):
             return False
         except UpstreamError as exc:
             if exc.status == 404:

@@ -23,7 +23,7 @@ import aiohttp
 
 from portside.client.auth import Challenge, Credentials, parse_challenge
 from portside.client.errors import UpstreamError, UpstreamUnavailable
-from portside.registry.errors import BlobUnknown, ManifestUnknown, NameUnknown
+from portside.registry.errors import BlobUnknown, ManifestUnknown, NameUnknown, RegistryError
 
 if TYPE_CHECKING:
     from portside.client.repository import RemoteRepository
@@ -55,8 +55,11 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-async def error_for(response: aiohttp.ClientResponse, what: str) -> Exception:
-    """The library's error for an error answer (read from its body when it has one)."""
+async def error_for(
+    response: aiohttp.ClientResponse, what: str, missing: type[RegistryError] = ManifestUnknown
+) -> Exception:
+    """The library's error for an error answer (read from its body when it has one). A 404 whose body names
+    no code (a HEAD has none) is `missing`: what the request asked for is unknown."""
     code = None
     message = ""
     with contextlib.suppress(Exception):
@@ -72,7 +75,9 @@ async def error_for(response: aiohttp.ClientResponse, what: str) -> Exception:
             return NameUnknown(detail)
         if code == "BLOB_UNKNOWN":
             return BlobUnknown(detail)
-        return ManifestUnknown(detail)
+        if code == "MANIFEST_UNKNOWN":
+            return ManifestUnknown(detail)
+        return missing(detail)
     if status == 429:
         return UpstreamUnavailable(detail, "throttled", retry_after(response.headers.get("Retry-After")), status)
     if status >= 500:

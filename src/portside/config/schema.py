@@ -587,6 +587,10 @@ class ProxyRemote(Strict):
     password: str = ""
     ttl: Duration = 168 * 3600.0
     skipverify: bool = False
+    timeout: Duration = 60.0
+    """Longest the upstream may keep the cache waiting (to connect, or between bytes of an answer)."""
+    retries: int = Field(default=3, ge=0, le=10)
+    """How often a read the upstream failed (unreachable, timed out, 429, 502-504) is tried again."""
 
     @field_validator("url")
     @classmethod
@@ -612,6 +616,8 @@ class Proxy(Strict):
     username: str = ""
     password: str = ""
     ttl: Duration = 168 * 3600.0
+    timeout: Duration = 60.0
+    retries: int = Field(default=3, ge=0, le=10)
     remotes: list[ProxyRemote] = Field(default_factory=list)
     local: bool = False
     spooldirectory: str = ""
@@ -631,7 +637,11 @@ class Proxy(Strict):
     def upstreams(self) -> list[ProxyRemote]:
         if self.remoteurl:
             single = {"url": self.remoteurl, "username": self.username, "password": self.password}
-            return [ProxyRemote.model_validate({**single, "ttl": f"{self.ttl}s"})]
+            return [
+                ProxyRemote.model_validate(
+                    {**single, "ttl": f"{self.ttl}s", "timeout": f"{self.timeout}s", "retries": self.retries}
+                )
+            ]
         return list(self.remotes)
 
 

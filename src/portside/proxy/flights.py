@@ -187,6 +187,11 @@ class Flights:
         self._tasks: set[asyncio.Task[None]] = set()
         self._joined = joined or (lambda: None)
 
+    def in_flight(self, digest: str) -> int | None:
+        """The size of `digest` when this process is fetching it now (so a joiner need not ask upstream)."""
+        flight = self._flights.get(digest)
+        return flight.size if flight is not None and flight.state()[1] is None else None
+
     async def join(self, digest: str, size: int, fetch: Fetch, stored: Ready) -> Flight | None:
         """The flight of `digest`, started with `fetch` if nobody is fetching it; None when `stored` finds the
         blob cached meanwhile (another fetch finished just before)."""
@@ -238,13 +243,32 @@ class Flights:
             if self._flights.get(digest) is flight:
                 del self._flights[digest]
             if flight.owner:
-                for suffix in (".part", ".done"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(self.spool / f"{digest.replace(':', '-')}{suffix}")
+                self._remove_spool(digest)
             else:
                 flight.release()
 
         loop.call_later(KEEP_SPOOL_SECONDS if flight.owner else KEEP_SPOOL_SECONDS * 2, forget)
+
+    def _remove_spool(self, digest: str) -> None:
+        """Remove a finished fetch's files, unless a newer fetch of the same blob (in this process or another,
+        after this one failed) holds the lock and writes them now."""
+        name = digest.replace(":", "-")
+        try:
+            lock_fd = os.open(self.spool / f"{name}.lock", os.O_RDWR)
+        except OSError:
+            return
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock_fd)
+            return
+        try:
+            for suffix in (".part", ".done"):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.spool / f"{name}{suffix}")
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from portside.client import RegistryClient
+from portside.client import RegistryClient, Timeouts
 from portside.digest import Digest
 from portside.metadata.records import utcnow
 from portside.metrics import Metrics
@@ -33,6 +33,20 @@ class Upstream:
     prefix: str
     client: RegistryClient
     ttl: float
+    failing_since: float | None = None
+    """When (time.monotonic()) this process last found the upstream failing, with no answer since: what is
+    served from the cache meanwhile, blobs and manifests by digest too, carries the stale Warning."""
+
+    def answered(self) -> None:
+        self.failing_since = None
+
+    def failed(self) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
 
     @property
     def is_docker_hub(self) -> bool:
@@ -152,7 +166,12 @@ def upstreams_from(remotes: list[Any]) -> list[Upstream]:
         Upstream(
             prefix=remote.prefix,
             client=RegistryClient(
-                remote.url, username=remote.username, password=remote.password, verify_tls=not remote.skipverify
+                remote.url,
+                username=remote.username,
+                password=remote.password,
+                verify_tls=not remote.skipverify,
+                timeouts=Timeouts(connect=min(10.0, remote.timeout), read=remote.timeout),
+                retries=remote.retries,
             ),
             ttl=remote.ttl,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from portside.client import RemoteRepository
 from portside.digest import CANONICAL, Digest
@@ -24,6 +24,7 @@ from portside.manifest.descriptor import Descriptor
 from portside.manifest.schema import Manifest, ManifestError
 from portside.registry.errors import (
     BlobUnknown,
+    DigestInvalid,
     ManifestInvalid,
     ManifestUnknown,
     NameUnknown,
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
     from portside.proxy.namespace import ProxyNamespace, Upstream
 
 log = logging.getLogger("portside.proxy")
+Cached = TypeVar("Cached", ManifestContent, BlobContent)
+
+OCTET_STREAM = "application/octet-stream"
 
 STALE = '110 - "stale: the upstream registry could not be asked"'
 FETCH_BLOCK = 1024 * 1024
@@ -67,8 +71,9 @@ class ProxyManifestService:
         cached = await self._cached(tag, tag=True)
         try:  # with a copy to fall back on, the upstream is asked once: a stale answer now beats a late one
             current = await self._remote.head(tag, retries=0 if cached is not None else None)
+            repo.upstream.answered()
         except UPSTREAM_FAILURES as exc:
-            repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+            repo.failed(exc)
             if cached is None:
                 repo.ns.metrics.proxy_request("manifest", "error")
                 raise
@@ -91,14 +96,19 @@ class ProxyManifestService:
                 await self._store(cached, tag)
             await repo.keep(digest, manifest=True)
             repo.ns.metrics.proxy_request("manifest", "hit")
-            return cached
+            return repo.marked(cached)
         try:
             content = await self._remote.get(digest)
+            repo.upstream.answered()
+            await self._store(content, tag)
+        except (DigestInvalid, ManifestInvalid) as exc:  # the upstream's fault, not this client's
+            repo.ns.metrics.proxy_upstream_error("invalid")
+            repo.ns.metrics.proxy_request("manifest", "error")
+            raise UpstreamError(f"the upstream's manifest {digest}: {exc.message}", 502) from None
         except UPSTREAM_FAILURES as exc:
-            repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+            repo.failed(exc)
             repo.ns.metrics.proxy_request("manifest", "error")
             raise
-        await self._store(content, tag)
         repo.ns.metrics.proxy_request("manifest", "miss")
         return content
 
@@ -157,11 +167,17 @@ class ProxyBlobStore:
         if cached is not None:
             await repo.keep(digest, manifest=False)
             repo.ns.metrics.proxy_request("blob", "hit")
-            return cached
-        try:
-            descriptor = await self._remote.stat(digest)
+            return repo.marked(cached)
+        size = repo.ns.flights.in_flight(str(digest))
+        try:  # a fetch in flight here already knows the size; otherwise the upstream is asked
+            descriptor = (
+                await self._remote.stat(digest)
+                if size is None or method == "HEAD"
+                else Descriptor(media_type=OCTET_STREAM, digest=digest, size=size)
+            )
+            repo.upstream.answered()
         except UPSTREAM_FAILURES as exc:
-            repo.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+            repo.failed(exc)
             repo.ns.metrics.proxy_request("blob", "error")
             raise
         if method == "HEAD":
@@ -189,8 +205,7 @@ class ProxyBlobStore:
         repo = self._repo
         writer = await self._local.create(persist=False, algorithms=[digest.algorithm])
         try:
-            content = await self._remote.open(digest)
-            async with await content.reader(0) as reader:
+            async with await self._remote.reader(digest) as reader:
                 while chunk := await reader.read(FETCH_BLOCK):
                     flight.append(chunk)
                     await writer.write(chunk)
@@ -276,6 +291,14 @@ class ProxyRepository:
 
     async def keep(self, digest: Digest, manifest: bool) -> None:
         await self.ns.keeper.keep(self.name, digest, manifest, self.upstream.ttl)
+
+    def failed(self, exc: UpstreamUnavailable | UpstreamError) -> None:
+        self.upstream.failed()
+        self.ns.metrics.proxy_upstream_error(getattr(exc, "status", None) or getattr(exc, "reason", "error"))
+
+    def marked(self, content: Cached) -> Cached:
+        """`content` from the cache, with the stale Warning while the upstream is failing."""
+        return dataclasses.replace(content, warning=STALE) if self.upstream.failing else content
 
     async def exists(self) -> bool:
         return await self.local.exists() or await self.remote.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from aiohttp import web
@@ -10,7 +11,9 @@ from portside.api.context import Context
 from portside.api.fileresponse import FileRangeResponse
 from portside.api.headers import etag_matches, parse_range
 from portside.digest import Digest, DigestError
-from portside.registry import BlobContent, BlobUnknown, DigestInvalid
+from portside.registry import BlobContent, BlobUnknown, DigestInvalid, RegistryError
+
+log = logging.getLogger("portside.api")
 
 COPY_BLOCK = 1024 * 1024
 
@@ -69,17 +72,26 @@ def _sendfile(
 async def _stream(
     ctx: Context, content: BlobContent, offset: int, count: int, status: int, headers: dict[str, str]
 ) -> web.StreamResponse:
+    """The bytes as the reader gives them. Once the status is sent, a reader that fails or ends early (a cache's
+    upstream broke off, or sent bytes that are not the digest) can no longer be answered with an error: the
+    connection is cut, so the client sees a short answer and never a whole one with the wrong bytes."""
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = count
     async with await content.reader(offset) as reader:
         await response.prepare(ctx.request)
         remaining = count
-        while remaining:
-            block = await reader.read(min(COPY_BLOCK, remaining))
-            if not block:
-                break
-            await response.write(block)
-            remaining -= len(block)
+        try:
+            while remaining:
+                block = await reader.read(min(COPY_BLOCK, remaining))
+                if not block:
+                    raise BlobUnknown(f"blob {content.descriptor.digest}: {remaining} bytes short")
+                await response.write(block)
+                remaining -= len(block)
+        except RegistryError as exc:
+            log.warning("blob answer cut short: %s", exc)
+            if ctx.request.transport is not None:
+                ctx.request.transport.abort()
+            return response  # aiohttp's write_eof on the cut connection fails quietly
     await response.write_eof()
     return response
 
