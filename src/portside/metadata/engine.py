@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 Observer = Callable[[str, float], None]
+Prepare = Callable[[], None]
 
 
 def dialect_insert(dialect: str) -> Any:
@@ -109,7 +110,10 @@ class Database:
         result = conn.execute(statement, params)
         return Outcome(result.all() if result.returns_rows else [], result.rowcount)
 
-    async def write(self, work: Work[T]) -> T:
+    async def write(self, work: Work[T], before: Prepare | None = None) -> T:
+        """Run `work` in one transaction. `before` is a blocking step that must be done first (making the
+        bytes the transaction records durable); it runs off the event loop, and when it raises, the write
+        fails with its error and `work` never runs."""
         raise NotImplementedError
 
     async def run_sync_write(self, work: Work[T]) -> T:
@@ -124,16 +128,21 @@ class Database:
 class _Job(Generic[T]):
     work: Work[T]
     future: asyncio.Future[T]
-    loop: asyncio.AbstractEventLoop
+    before: Prepare | None = None
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+def _settle(settled: list[Settled]) -> None:
+    """On the waiting loop: hand every write of a group its outcome (one wake-up of the loop per group)."""
+    for future, result, error in settled:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 @dataclass
@@ -288,16 +297,15 @@ class SQLiteDatabase(Database):
             self._observe(_verb(prepared.sql), time.perf_counter() - started)
         return outcome
 
-    async def write(self, work: Work[T]) -> T:
+    async def write(self, work: Work[T], before: Prepare | None = None) -> T:
         if self._writer is None:
             # Opened here, so a directory where the lock file cannot be made fails this write (an OSError naming
             # the file) instead of ending the writer thread with every write left waiting.
             lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644) if self._lock_path else -1
             self._writer = threading.Thread(target=self._write_loop, args=(lock_fd,), name="sqlite-writer", daemon=True)
             self._writer.start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(work, future, loop))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job(work, future, before))
         return await future
 
     def _write_loop(self, lock_fd: int) -> None:
@@ -314,22 +322,47 @@ class SQLiteDatabase(Database):
                             self._jobs.put(None)  # stop after this group
                             break
                         group.append(more)
-                try:
-                    if lock_fd >= 0:
-                        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                settled = self._prepare_group(group)
+                group = [job for job in group if job.future not in settled]
+                if group:
                     try:
-                        outcomes = self._run_group(group)
-                    finally:
                         if lock_fd >= 0:
-                            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-                except OSError as exc:  # the lock itself failed: so did every write of the group, none waits on
-                    outcomes = [(None, exc)] * len(group)
-                for done, (result, error) in zip(group, outcomes, strict=True):
-                    with contextlib.suppress(RuntimeError):  # the waiting loop has closed
-                        done.loop.call_soon_threadsafe(_settle, done.future, result, error)
+                            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                        try:
+                            outcomes = self._run_group(group)
+                        finally:
+                            if lock_fd >= 0:
+                                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                    except OSError as exc:  # the lock itself failed: so did every write of the group
+                        outcomes = [(None, exc)] * len(group)
+                    settled.update((job.future, outcome) for job, outcome in zip(group, outcomes, strict=True))
+                self._wake(settled)
         finally:
             if lock_fd >= 0:
                 os.close(lock_fd)
+
+    @staticmethod
+    def _prepare_group(group: list[_Job[Any]]) -> dict[asyncio.Future[Any], tuple[Any, BaseException | None]]:
+        """Run the group's `before` steps (fsyncs of the bytes its writes record), outside the write lock so
+        other processes write meanwhile; the writes whose step failed, with their errors."""
+        failed: dict[asyncio.Future[Any], tuple[Any, BaseException | None]] = {}
+        for job in group:
+            if job.before is not None:
+                try:
+                    job.before()
+                except Exception as exc:
+                    failed[job.future] = (None, exc)
+        return failed
+
+    @staticmethod
+    def _wake(settled: dict[asyncio.Future[Any], tuple[Any, BaseException | None]]) -> None:
+        """Hand the outcomes to the waiting loops, one call per loop for the whole group."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Settled]] = {}
+        for future, (result, error) in settled.items():
+            by_loop.setdefault(future.get_loop(), []).append((future, result, error))
+        for loop, outcomes in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the waiting loop has closed
+                loop.call_soon_threadsafe(_settle, outcomes)
 
     def _run_group(self, group: list[_Job[Any]]) -> list[tuple[Any, BaseException | None]]:
         """One transaction for the whole group; a write that raises is rolled back to its savepoint alone."""
