@@ -261,8 +261,10 @@ class SQLiteDatabase(Database):
         self._reader: Connection | None = None
         self._prepared = {}
         self._observe = observe
-        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job[Any]] | None] = queue.SimpleQueue()
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
         self._writer: threading.Thread | None = None
+        self._write_conn: Connection | None = None
 
     def _reading(self) -> Connection:
         if self._reader is None or self._reader.closed:
@@ -304,24 +306,34 @@ class SQLiteDatabase(Database):
             lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644) if self._lock_path else -1
             self._writer = threading.Thread(target=self._write_loop, args=(lock_fd,), name="sqlite-writer", daemon=True)
             self._writer.start()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job(work, future, before))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            # The writes a turn of the loop makes are handed to the writer together, once the turn is over:
+            # one wake-up of the writer thread for all of them.
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(_Job(work, future, before))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._jobs.put(self._pending.pop(loop))
 
     def _write_loop(self, lock_fd: int) -> None:
         try:
             while True:
-                job = self._jobs.get()
-                if job is None:
+                jobs = self._jobs.get()
+                if jobs is None:
                     return
-                group = [job]
+                group = list(jobs)
                 with contextlib.suppress(queue.Empty):
                     while len(group) < self.MAX_GROUP:
                         more = self._jobs.get_nowait()
                         if more is None:
                             self._jobs.put(None)  # stop after this group
                             break
-                        group.append(more)
+                        group.extend(more)
                 settled = self._prepare_group(group)
                 group = [job for job in group if job.future not in settled]
                 if group:
@@ -338,6 +350,10 @@ class SQLiteDatabase(Database):
                     settled.update((job.future, outcome) for job, outcome in zip(group, outcomes, strict=True))
                 self._wake(settled)
         finally:
+            if self._write_conn is not None:
+                with contextlib.suppress(Exception):
+                    self._write_conn.close()
+                self._write_conn = None
             if lock_fd >= 0:
                 os.close(lock_fd)
 
@@ -364,34 +380,52 @@ class SQLiteDatabase(Database):
             with contextlib.suppress(RuntimeError):  # the waiting loop has closed
                 loop.call_soon_threadsafe(_settle, outcomes)
 
+    def _writing(self) -> Connection:
+        """The writer thread's connection, kept from group to group (dropped after a failed transaction)."""
+        if self._write_conn is None or self._write_conn.closed:
+            self._write_conn = self.engine.connect()
+        return self._write_conn
+
     def _run_group(self, group: list[_Job[Any]]) -> list[tuple[Any, BaseException | None]]:
-        """One transaction for the whole group; a write that raises is rolled back to its savepoint alone."""
+        """One transaction for the whole group; a write that raises is rolled back to its savepoint alone.
+
+        Savepoints go straight to the driver: SQLAlchemy's execution layer would only add time during which
+        the writer holds the interpreter the event loop is waiting for.
+        """
         single = len(group) == 1
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            with self._lock, self.engine.connect() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            with self._lock:
+                conn = self._writing()
+                driver = conn.connection.dbapi_connection
+                assert driver is not None
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLAlchemy's too: work may ask whether one is open
                 try:
                     for job in group:
                         if not single:
-                            conn.exec_driver_sql("SAVEPOINT portside_write")
+                            driver.execute("SAVEPOINT portside_write")
                         try:
                             result = job.work(conn)
                         except Exception as exc:
                             if single:
                                 raise
-                            conn.exec_driver_sql("ROLLBACK TO portside_write")
-                            conn.exec_driver_sql("RELEASE portside_write")
+                            driver.execute("ROLLBACK TO portside_write")
+                            driver.execute("RELEASE portside_write")
                             outcomes.append((None, exc))
                             continue
                         if not single:
-                            conn.exec_driver_sql("RELEASE portside_write")
+                            driver.execute("RELEASE portside_write")
                         outcomes.append((result, None))
                 except BaseException:
                     conn.exec_driver_sql("ROLLBACK")
                     raise
                 conn.exec_driver_sql("COMMIT")
+                conn.rollback()  # ends SQLAlchemy's idea of the transaction; the database's is over
         except BaseException as exc:  # the transaction itself failed: every write in it failed
+            if self._write_conn is not None:
+                with contextlib.suppress(Exception):
+                    self._write_conn.close()
+                self._write_conn = None
             return [(None, exc)] * len(group)
         return outcomes
 
