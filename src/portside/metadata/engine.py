@@ -25,6 +25,7 @@ import threading
 import time
 from collections import namedtuple
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,18 @@ class _Job(Generic[T]):
 Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
+def _run_steps(jobs: list[_Job[Any]]) -> dict[asyncio.Future[Any], tuple[Any, BaseException | None]]:
+    """Run the jobs' `before` steps one after another; the jobs whose step failed, with their errors."""
+    failed: dict[asyncio.Future[Any], tuple[Any, BaseException | None]] = {}
+    for job in jobs:
+        try:
+            if job.before is not None:
+                job.before()
+        except Exception as exc:
+            failed[job.future] = (None, exc)
+    return failed
+
+
 def _settle(settled: list[Settled]) -> None:
     """On the waiting loop: hand every write of a group its outcome (one wake-up of the loop per group)."""
     for future, result, error in settled:
@@ -230,6 +243,7 @@ class SQLiteDatabase(Database):
     dialect = "sqlite"
     engine: Engine
     MAX_GROUP = 64
+    DURABLE_STREAMS = 2
 
     def __init__(self, path: str | None, busy_timeout_ms: int, observe: Observer | None = None) -> None:
         memory = path is None
@@ -265,6 +279,7 @@ class SQLiteDatabase(Database):
         self._pending: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
         self._writer: threading.Thread | None = None
         self._write_conn: Connection | None = None
+        self._durability: ThreadPoolExecutor | None = None
 
     def _reading(self) -> Connection:
         if self._reader is None or self._reader.closed:
@@ -357,17 +372,26 @@ class SQLiteDatabase(Database):
             if lock_fd >= 0:
                 os.close(lock_fd)
 
-    @staticmethod
-    def _prepare_group(group: list[_Job[Any]]) -> dict[asyncio.Future[Any], tuple[Any, BaseException | None]]:
+    def _prepare_group(self, group: list[_Job[Any]]) -> dict[asyncio.Future[Any], tuple[Any, BaseException | None]]:
         """Run the group's `before` steps (fsyncs of the bytes its writes record), outside the write lock so
-        other processes write meanwhile; the writes whose step failed, with their errors."""
-        failed: dict[asyncio.Future[Any], tuple[Any, BaseException | None]] = {}
-        for job in group:
-            if job.before is not None:
-                try:
-                    job.before()
-                except Exception as exc:
-                    failed[job.future] = (None, exc)
+        other processes write meanwhile; the writes whose step failed, with their errors.
+
+        The steps run in `DURABLE_STREAMS` streams side by side, the writer running one itself: a disk
+        completes concurrent fsyncs in shared journal commits, where one after another each waits for its
+        own. Measured on the reference machine under load, for 16 small blobs: 2.0 ms a blob in one stream,
+        0.68 in two, 0.66 in four, 0.42 with 16 threads. Two streams take most of the gain for one thread
+        wake-up a group; four measured 33 futex calls a push against 16 to 19 with two (benchmarks.syscalls).
+        """
+        steps = [job for job in group if job.before is not None]
+        if not steps:
+            return {}
+        streams = [steps[i :: self.DURABLE_STREAMS] for i in range(min(len(steps), self.DURABLE_STREAMS))]
+        if len(streams) > 1 and self._durability is None:
+            self._durability = ThreadPoolExecutor(self.DURABLE_STREAMS - 1, thread_name_prefix="sqlite-durable")
+        helpers = [self._durability.submit(_run_steps, stream) for stream in streams[1:]] if self._durability else []
+        failed = _run_steps(streams[0])
+        for helper in helpers:
+            failed.update(helper.result())
         return failed
 
     @staticmethod
@@ -437,6 +461,9 @@ class SQLiteDatabase(Database):
             self._jobs.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._durability is not None:
+            self._durability.shutdown(wait=True)
+            self._durability = None
         self.engine.dispose()
 
 
