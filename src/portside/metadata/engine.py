@@ -333,7 +333,9 @@ class SQLiteDatabase(Database):
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._jobs.put(self._pending.pop(loop))
+        jobs = self._pending.pop(loop, None)
+        if jobs:
+            self._jobs.put(jobs)
 
     def _write_loop(self, lock_fd: int) -> None:
         try:
@@ -458,6 +460,8 @@ class SQLiteDatabase(Database):
         if self._reader is not None:
             self._reader.close()
         if self._writer is not None:
+            for loop in list(self._pending):  # writes not handed over yet go before the stop
+                self._hand_over(loop)
             self._jobs.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
