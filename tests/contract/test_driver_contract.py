@@ -99,6 +99,30 @@ async def test_put_and_get_content(driver: StorageDriver) -> None:
     assert await driver.get_content("/empty") == b""
 
 
+async def test_staged_content_appears_only_once_placed(driver: StorageDriver) -> None:
+    """A driver that stages small files (the file system) shows nothing at the path until `place`, then the
+    file alone; a file placed over an existing one replaces it; `discard` leaves nothing. Drivers that
+    cannot stage say so with None, and the library stores with `put_content` instead."""
+    staged = driver.stage_content("/staged/a/data", b"small")
+    if staged is None:
+        pytest.skip(f"{driver.name} stores whole files with put_content only")
+    with pytest.raises(PathNotFound):
+        await driver.get_content("/staged/a/data")
+    await asyncio.to_thread(staged.place)
+    assert await driver.get_content("/staged/a/data") == b"small"
+    replacing = driver.stage_content("/staged/a/data", b"replaced")
+    assert replacing is not None
+    await asyncio.to_thread(replacing.place)
+    assert await driver.get_content("/staged/a/data") == b"replaced"
+    assert await driver.list("/staged/a") == ["/staged/a/data"]
+    dropped = driver.stage_content("/staged/b/data", b"never placed")
+    assert dropped is not None
+    dropped.discard()
+    with pytest.raises(PathNotFound):
+        await driver.get_content("/staged/b/data")
+    assert await driver.list("/staged/b") == []
+
+
 async def test_get_missing_raises_path_not_found(driver: StorageDriver) -> None:
     with pytest.raises(PathNotFound):
         await driver.get_content("/nope")

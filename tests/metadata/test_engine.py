@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,43 @@ async def test_a_write_where_the_lock_file_cannot_be_made_fails_instead_of_waiti
         with pytest.raises(OSError, match=r"metadata\.db\.writelock"):
             await asyncio.wait_for(db.write(lambda conn: conn.execute(text("SELECT 1"))), 60)
     await db.dispose()
+
+
+async def test_each_write_runs_after_its_step_and_not_at_all_when_the_step_fails(tmp_path: Path) -> None:
+    """Steps (the fsyncs of what a write records) run before their group's transaction, several side by side;
+    a write whose step raises fails with that error and its work never runs, the others of the group commit."""
+    db = await _database(tmp_path)
+    stepped: list[int] = []
+
+    def step(value: int) -> Callable[[], None]:
+        def run() -> None:
+            if value % 4 == 0:
+                raise OSError(f"step {value}")
+            stepped.append(value)
+
+        return run
+
+    def insert_after_step(value: int) -> object:
+        def work(conn: Connection) -> int:
+            assert value in stepped, "the work ran before its step"
+            conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": value})
+            return value
+
+        return work
+
+    try:
+        results = await asyncio.gather(
+            *(db.write(insert_after_step(v), before=step(v)) for v in range(1, 41)),
+            db.write(_insert(100)),
+            return_exceptions=True,
+        )
+        for v, result in zip(range(1, 41), results, strict=False):
+            if v % 4 == 0:
+                assert isinstance(result, OSError)
+                assert str(result) == f"step {v}"
+            else:
+                assert result == v
+        assert results[-1] == 100
+        assert await _values(db) == [v for v in range(1, 41) if v % 4] + [100]
+    finally:
+        await db.dispose()

@@ -214,3 +214,22 @@ async def test_due_endpoints(store: MetadataStore, endpoints: tuple[str, ...]) -
     due = await store.outbox.due_endpoints()
     assert set(due) == set(endpoints)
     assert all(when <= utcnow() for when in due.values())
+
+
+async def test_a_blob_is_recorded_only_after_its_step_succeeds(store: MetadataStore) -> None:
+    """The small-blob path hands its fsyncs over as the link's `before` step: the record is written after
+    it, and not at all when it fails (the error reaches the caller), on either engine."""
+    done: list[str] = []
+    digest, other = "sha256:" + "b" * 64, "sha256:" + "c" * 64
+
+    def fail() -> None:
+        raise OSError("no space left")
+
+    with pytest.raises(OSError, match="no space left"):
+        await store.registry.link_blob("small", digest, 4, before=fail)
+    assert await store.registry.blob(digest) is None
+    upload = await store.uploads.create("4f6a3c1e-0000-4000-8000-00000000000b", "small")
+    await store.registry.finish_upload(upload.id, "small", other, 5, before=lambda: done.append(other))
+    assert done == [other]
+    assert await store.registry.blob_in_repository("small", other) is not None
+    assert await store.uploads.get(upload.id) is None

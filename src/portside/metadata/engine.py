@@ -25,6 +25,7 @@ import threading
 import time
 from collections import namedtuple
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 Observer = Callable[[str, float], None]
+Prepare = Callable[[], None]
 
 
 def dialect_insert(dialect: str) -> Any:
@@ -109,7 +111,10 @@ class Database:
         result = conn.execute(statement, params)
         return Outcome(result.all() if result.returns_rows else [], result.rowcount)
 
-    async def write(self, work: Work[T]) -> T:
+    async def write(self, work: Work[T], before: Prepare | None = None) -> T:
+        """Run `work` in one transaction. `before` is a blocking step that must be done first (making the
+        bytes the transaction records durable); it runs off the event loop, and when it raises, the write
+        fails with its error and `work` never runs."""
         raise NotImplementedError
 
     async def run_sync_write(self, work: Work[T]) -> T:
@@ -124,16 +129,33 @@ class Database:
 class _Job(Generic[T]):
     work: Work[T]
     future: asyncio.Future[T]
-    loop: asyncio.AbstractEventLoop
+    before: Prepare | None = None
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+def _run_steps(jobs: list[_Job[Any]]) -> dict[asyncio.Future[Any], tuple[Any, BaseException | None]]:
+    """Run the jobs' `before` steps one after another; the jobs whose step failed, with their errors."""
+    failed: dict[asyncio.Future[Any], tuple[Any, BaseException | None]] = {}
+    for job in jobs:
+        try:
+            if job.before is not None:
+                job.before()
+        except Exception as exc:
+            failed[job.future] = (None, exc)
+    return failed
+
+
+def _settle(settled: list[Settled]) -> None:
+    """On the waiting loop: hand every write of a group its outcome (one wake-up of the loop per group)."""
+    for future, result, error in settled:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 @dataclass
@@ -221,6 +243,7 @@ class SQLiteDatabase(Database):
     dialect = "sqlite"
     engine: Engine
     MAX_GROUP = 64
+    DURABLE_STREAMS = 2
 
     def __init__(self, path: str | None, busy_timeout_ms: int, observe: Observer | None = None) -> None:
         memory = path is None
@@ -252,8 +275,11 @@ class SQLiteDatabase(Database):
         self._reader: Connection | None = None
         self._prepared = {}
         self._observe = observe
-        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job[Any]] | None] = queue.SimpleQueue()
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
         self._writer: threading.Thread | None = None
+        self._write_conn: Connection | None = None
+        self._durability: ThreadPoolExecutor | None = None
 
     def _reading(self) -> Connection:
         if self._reader is None or self._reader.closed:
@@ -288,7 +314,7 @@ class SQLiteDatabase(Database):
             self._observe(_verb(prepared.sql), time.perf_counter() - started)
         return outcome
 
-    async def write(self, work: Work[T]) -> T:
+    async def write(self, work: Work[T], before: Prepare | None = None) -> T:
         if self._writer is None:
             # Opened here, so a directory where the lock file cannot be made fails this write (an OSError naming
             # the file) instead of ending the writer thread with every write left waiting.
@@ -297,68 +323,135 @@ class SQLiteDatabase(Database):
             self._writer.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(work, future, loop))
+        pending = self._pending.get(loop)
+        if pending is None:
+            # The writes a turn of the loop makes are handed to the writer together, once the turn is over:
+            # one wake-up of the writer thread for all of them.
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(_Job(work, future, before))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = self._pending.pop(loop, None)
+        if jobs:
+            self._jobs.put(jobs)
 
     def _write_loop(self, lock_fd: int) -> None:
         try:
             while True:
-                job = self._jobs.get()
-                if job is None:
+                jobs = self._jobs.get()
+                if jobs is None:
                     return
-                group = [job]
+                group = list(jobs)
                 with contextlib.suppress(queue.Empty):
                     while len(group) < self.MAX_GROUP:
                         more = self._jobs.get_nowait()
                         if more is None:
                             self._jobs.put(None)  # stop after this group
                             break
-                        group.append(more)
-                try:
-                    if lock_fd >= 0:
-                        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                        group.extend(more)
+                settled = self._prepare_group(group)
+                group = [job for job in group if job.future not in settled]
+                if group:
                     try:
-                        outcomes = self._run_group(group)
-                    finally:
                         if lock_fd >= 0:
-                            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-                except OSError as exc:  # the lock itself failed: so did every write of the group, none waits on
-                    outcomes = [(None, exc)] * len(group)
-                for done, (result, error) in zip(group, outcomes, strict=True):
-                    with contextlib.suppress(RuntimeError):  # the waiting loop has closed
-                        done.loop.call_soon_threadsafe(_settle, done.future, result, error)
+                            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                        try:
+                            outcomes = self._run_group(group)
+                        finally:
+                            if lock_fd >= 0:
+                                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                    except OSError as exc:  # the lock itself failed: so did every write of the group
+                        outcomes = [(None, exc)] * len(group)
+                    settled.update((job.future, outcome) for job, outcome in zip(group, outcomes, strict=True))
+                self._wake(settled)
         finally:
+            if self._write_conn is not None:
+                with contextlib.suppress(Exception):
+                    self._write_conn.close()
+                self._write_conn = None
             if lock_fd >= 0:
                 os.close(lock_fd)
 
+    def _prepare_group(self, group: list[_Job[Any]]) -> dict[asyncio.Future[Any], tuple[Any, BaseException | None]]:
+        """Run the group's `before` steps (fsyncs of the bytes its writes record), outside the write lock so
+        other processes write meanwhile; the writes whose step failed, with their errors.
+
+        The steps run in `DURABLE_STREAMS` streams side by side, the writer running one itself: a disk
+        completes concurrent fsyncs in shared journal commits, where one after another each waits for its
+        own. Measured on the reference machine under load, for 16 small blobs: 2.0 ms a blob in one stream,
+        0.68 in two, 0.66 in four, 0.42 with 16 threads. Two streams take most of the gain for one thread
+        wake-up a group; four measured 33 futex calls a push against 16 to 19 with two (benchmarks.syscalls).
+        """
+        steps = [job for job in group if job.before is not None]
+        if not steps:
+            return {}
+        streams = [steps[i :: self.DURABLE_STREAMS] for i in range(min(len(steps), self.DURABLE_STREAMS))]
+        if len(streams) > 1 and self._durability is None:
+            self._durability = ThreadPoolExecutor(self.DURABLE_STREAMS - 1, thread_name_prefix="sqlite-durable")
+        helpers = [self._durability.submit(_run_steps, stream) for stream in streams[1:]] if self._durability else []
+        failed = _run_steps(streams[0])
+        for helper in helpers:
+            failed.update(helper.result())
+        return failed
+
+    @staticmethod
+    def _wake(settled: dict[asyncio.Future[Any], tuple[Any, BaseException | None]]) -> None:
+        """Hand the outcomes to the waiting loops, one call per loop for the whole group."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Settled]] = {}
+        for future, (result, error) in settled.items():
+            by_loop.setdefault(future.get_loop(), []).append((future, result, error))
+        for loop, outcomes in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the waiting loop has closed
+                loop.call_soon_threadsafe(_settle, outcomes)
+
+    def _writing(self) -> Connection:
+        """The writer thread's connection, kept from group to group (dropped after a failed transaction)."""
+        if self._write_conn is None or self._write_conn.closed:
+            self._write_conn = self.engine.connect()
+        return self._write_conn
+
     def _run_group(self, group: list[_Job[Any]]) -> list[tuple[Any, BaseException | None]]:
-        """One transaction for the whole group; a write that raises is rolled back to its savepoint alone."""
+        """One transaction for the whole group; a write that raises is rolled back to its savepoint alone.
+
+        Savepoints go straight to the driver: SQLAlchemy's execution layer would only add time during which
+        the writer holds the interpreter the event loop is waiting for.
+        """
         single = len(group) == 1
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            with self._lock, self.engine.connect() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            with self._lock:
+                conn = self._writing()
+                driver = conn.connection.dbapi_connection
+                assert driver is not None
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLAlchemy's too: work may ask whether one is open
                 try:
                     for job in group:
                         if not single:
-                            conn.exec_driver_sql("SAVEPOINT portside_write")
+                            driver.execute("SAVEPOINT portside_write")
                         try:
                             result = job.work(conn)
                         except Exception as exc:
                             if single:
                                 raise
-                            conn.exec_driver_sql("ROLLBACK TO portside_write")
-                            conn.exec_driver_sql("RELEASE portside_write")
+                            driver.execute("ROLLBACK TO portside_write")
+                            driver.execute("RELEASE portside_write")
                             outcomes.append((None, exc))
                             continue
                         if not single:
-                            conn.exec_driver_sql("RELEASE portside_write")
+                            driver.execute("RELEASE portside_write")
                         outcomes.append((result, None))
                 except BaseException:
                     conn.exec_driver_sql("ROLLBACK")
                     raise
                 conn.exec_driver_sql("COMMIT")
+                conn.rollback()  # ends SQLAlchemy's idea of the transaction; the database's is over
         except BaseException as exc:  # the transaction itself failed: every write in it failed
+            if self._write_conn is not None:
+                with contextlib.suppress(Exception):
+                    self._write_conn.close()
+                self._write_conn = None
             return [(None, exc)] * len(group)
         return outcomes
 
@@ -367,9 +460,14 @@ class SQLiteDatabase(Database):
         if self._reader is not None:
             self._reader.close()
         if self._writer is not None:
+            for loop in list(self._pending):  # writes not handed over yet go before the stop
+                self._hand_over(loop)
             self._jobs.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._durability is not None:
+            self._durability.shutdown(wait=True)
+            self._durability = None
         self.engine.dispose()
 
 

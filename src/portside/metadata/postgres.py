@@ -16,7 +16,7 @@ from sqlalchemy import Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from portside.metadata.engine import Database, Observer, Work, _observe_queries
+from portside.metadata.engine import Database, Observer, Prepare, Work, _observe_queries
 from portside.metadata.locks import AdvisoryDigestLocks
 
 log = logging.getLogger("portside.metadata")
@@ -59,9 +59,12 @@ class AsyncDatabase(Database):
         async with self.engine.connect() as conn:
             return await conn.run_sync(work)
 
-    async def write(self, work: Work[T]) -> T:
+    async def write(self, work: Work[T], before: Prepare | None = None) -> T:
         """One transaction; run again when the server aborted it to break a deadlock or a serialization
-        conflict (the work is a function of the connection alone, so running it again is safe)."""
+        conflict (the work is a function of the connection alone, so running it again is safe). `before`
+        runs on a thread first: with PostgreSQL the loop does not wait on a writer thread anyway."""
+        if before is not None:
+            await asyncio.to_thread(before)
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 async with self.engine.begin() as conn:

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.engine import Connection
 
 from portside.metadata import outbox
-from portside.metadata.engine import Database, dialect_insert
+from portside.metadata.engine import Database, Prepare, dialect_insert
 from portside.metadata.gc import Reviews
 from portside.metadata.records import BlobRecord, ManifestRecord, NewManifest, OutboxEntry, utcnow
 from portside.metadata.tables import (
@@ -311,27 +311,41 @@ class RegistryMetadata:
             self.reviews.links(conn, repository_id, [digest], event)
 
     async def link_blob(
-        self, name: str, digest: str, size: int, entries: Sequence[OutboxEntry] = (), event: str = "blob_mount"
+        self,
+        name: str,
+        digest: str,
+        size: int,
+        entries: Sequence[OutboxEntry] = (),
+        event: str = "blob_mount",
+        before: Prepare | None = None,
     ) -> None:
-        """Record that the blob's bytes are stored and that `name` may use them."""
+        """Record that the blob's bytes are stored and that `name` may use them; `before` (a blocking step
+        that makes the bytes durable) runs first, off the loop, and the record is made only if it succeeds."""
 
         def work(conn: Connection) -> None:
             self._link_blob(conn, name, digest, size, event)
             outbox.record(self.db, conn, entries)
 
-        await self.db.write(work)
+        await self.db.write(work, before)
 
     async def finish_upload(
-        self, upload_id: str, name: str, digest: str, size: int, entries: Sequence[OutboxEntry] = ()
+        self,
+        upload_id: str,
+        name: str,
+        digest: str,
+        size: int,
+        entries: Sequence[OutboxEntry] = (),
+        before: Prepare | None = None,
     ) -> None:
-        """Link the committed blob into the repository and end its upload session, atomically."""
+        """Link the committed blob into the repository and end its upload session, atomically (after
+        `before`, as in `link_blob`)."""
 
         def work(conn: Connection) -> None:
             self._link_blob(conn, name, digest, size, "blob_upload")
             self.db.execute(conn, _END_UPLOAD, {"id": upload_id})
             outbox.record(self.db, conn, entries)
 
-        await self.db.write(work)
+        await self.db.write(work, before)
 
     async def unlink_blob(self, name: str, digest: str, entries: Sequence[OutboxEntry] = ()) -> bool:
         def work(conn: Connection) -> bool:

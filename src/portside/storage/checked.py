@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from portside.storage.driver import FileInfo, FileReader, FileWriter, check_dir_path, check_path
+from portside.storage.driver import FileInfo, FileReader, FileWriter, StagedContent, check_dir_path, check_path
 from portside.storage.wrapper import DriverWrapper
 
 
@@ -33,6 +33,9 @@ class CheckedDriver(DriverWrapper):
 
     async def delete(self, path: str) -> None:
         await self.inner.delete(check_path(path))
+
+    def stage_content(self, path: str, content: bytes) -> StagedContent | None:
+        return self.inner.stage_content(check_path(path), content)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return await self.inner.redirect_url(check_path(path), method)

@@ -13,7 +13,15 @@ from datetime import datetime
 
 from portside.digest import ALGORITHMS, Digest
 from portside.storage import paths
-from portside.storage.driver import FileInfo, FileReader, FileWriter, PathNotFound, StorageDriver, StorageError
+from portside.storage.driver import (
+    FileInfo,
+    FileReader,
+    FileWriter,
+    PathNotFound,
+    StagedContent,
+    StorageDriver,
+    StorageError,
+)
 
 
 class ContentStore:
@@ -29,6 +37,11 @@ class ContentStore:
     async def put_blob(self, digest: Digest, content: bytes) -> None:
         """Store a whole blob in one durable write."""
         await self.driver.put_content(paths.blob_data(digest), content)
+
+    def stage_blob(self, digest: Digest, content: bytes) -> StagedContent | None:
+        """Write a small blob's bytes now, its durable placing left for later (`StagedContent.place`); None
+        when the driver cannot."""
+        return self.driver.stage_content(paths.blob_data(digest), content)
 
     async def blob_reader(self, digest: Digest, offset: int = 0) -> FileReader:
         return await self.driver.reader(paths.blob_data(digest), offset)

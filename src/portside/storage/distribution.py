@@ -29,7 +29,14 @@ from typing import Final, NoReturn, TypeVar
 
 from portside.digest import Digest
 from portside.storage import paths
-from portside.storage.driver import FileWriter, InvalidPath, PathNotFound, StorageDriver, StorageError
+from portside.storage.driver import (
+    FileWriter,
+    InvalidPath,
+    PathNotFound,
+    StagedContent,
+    StorageDriver,
+    StorageError,
+)
 from portside.storage.wrapper import DriverWrapper
 
 T = TypeVar("T")
@@ -62,6 +69,9 @@ class ReadOnly(DriverWrapper):
         self._refuse(path)
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
+        self._refuse(path)
+
+    def stage_content(self, path: str, content: bytes) -> StagedContent | None:
         self._refuse(path)
 
     async def move(self, source: str, dest: str) -> None:

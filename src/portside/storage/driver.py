@@ -111,6 +111,20 @@ class FileWriter(ABC):
     async def close(self) -> None: ...
 
 
+class StagedContent(ABC):
+    """A small file's bytes written but not yet durable nor at their path (`StorageDriver.stage_content`).
+
+    `place` is the blocking rest, for a thread: make the bytes durable and put them at their path, as
+    atomically as `put_content` does. `discard` removes them when `place` did not run or failed.
+    """
+
+    @abstractmethod
+    def place(self) -> None: ...
+
+    @abstractmethod
+    def discard(self) -> None: ...
+
+
 class StorageDriver(ABC):
     """What Portside needs from a place that holds bytes."""
 
@@ -145,6 +159,12 @@ class StorageDriver(ABC):
     @abstractmethod
     async def delete(self, path: str) -> None:
         """Remove a file or a whole directory tree."""
+
+    def stage_content(self, path: str, content: bytes) -> StagedContent | None:
+        """Write a small file's bytes now, on the calling thread (the event loop), where that costs less than
+        handing them to a thread; the returned `StagedContent` does the blocking rest later, so that many
+        files' can be done together. None when the driver cannot (use `put_content`)."""
+        return None
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL the client may fetch the content from directly, or None to serve it through Portside."""

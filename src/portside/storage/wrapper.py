@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from portside.storage.driver import FileInfo, FileReader, FileWriter, StorageDriver
+from portside.storage.driver import FileInfo, FileReader, FileWriter, StagedContent, StorageDriver
 
 
 class DriverWrapper(StorageDriver):
@@ -35,6 +35,9 @@ class DriverWrapper(StorageDriver):
 
     async def delete(self, path: str) -> None:
         await self.inner.delete(path)
+
+    def stage_content(self, path: str, content: bytes) -> StagedContent | None:
+        return self.inner.stage_content(path, content)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return await self.inner.redirect_url(path, method)
