@@ -386,7 +386,10 @@ def garbage_collect(
     totals = asyncio.run(run())
     sys.stdout.flush()  # the items, before anything click writes
     if as_json:
-        summary = {k: getattr(totals, k) for k in ("manifests", "links", "blobs", "bytes", "repositories", "failures")}
+        summary = {
+            k: getattr(totals, k)
+            for k in ("manifests", "links", "blobs", "bytes", "repositories", "leftovers", "failures")
+        }
         seconds = {phase: round(value, 4) for phase, value in totals.seconds.items()}
         click.echo(json.dumps({"summary": summary, "dry_run": dry_run, "seconds": seconds}))
     else:

@@ -5,6 +5,7 @@ leaves exactly what remains referenced; fsck finds a removed blob file and a cor
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 from portside.digest import Digest
@@ -12,6 +13,8 @@ from portside.metadata.gc import Policy
 from portside.registry.fsck import Fsck
 from portside.registry.sweep import Sweep, SweepOptions
 from portside.service import gc_policy
+from portside.storage import paths
+from portside.storage.driver import FileInfo
 from tests.gc.conftest import Store
 
 OFFLINE = {"gc": {"disabled": True, "reviewafter": "1h"}}
@@ -107,6 +110,45 @@ async def test_sweep_storage_removes_old_bytes_no_record_knows(open_store: Any) 
     assert (swept.blobs, swept.bytes) == (1, len(debris))
     assert not await store.stored(digest)
     assert len(await _stored_files(store)) == 2
+
+
+async def _leftovers(store: Store) -> list[str]:
+    found: list[FileInfo] = []
+    async for _ in store.namespace.content.blobs(found):
+        pass
+    return [info.path for info in found]
+
+
+async def test_sweep_storage_removes_the_temporary_files_a_crash_left(open_store: Any) -> None:
+    """A crash between writing a blob's file and renaming it to `data` leaves the filesystem driver's
+    `data.<uuid>.tmp` beside it: the storage sweep removes it once older than the review delay, and leaves the
+    blob alone. Object stores write whole objects and have no such files: one of that name is not theirs."""
+    store: Store = await open_store(OFFLINE)
+    image = await store.image("app/web", tag="v1")
+    assert image.config is not None
+    debris = os.urandom(64)
+    name = f"data.{uuid.uuid4().hex}.tmp"
+    await store.namespace.content.driver.put_content(f"{paths.blob_dir(Digest(image.config.digest))}/{name}", debris)
+    files = await _stored_files(store)
+    young = await _sweep(store, sweep_storage=True)
+    assert young.leftovers == 0
+    if not store.namespace.content.driver.is_temporary(name):
+        swept = await Sweep(store.collector, Policy(review_after=0), SweepOptions(sweep_storage=True)).run()
+        assert (swept.leftovers, swept.blobs) == (0, 0)
+        assert await _leftovers(store) == [], "not a temporary file of this driver: never reported"
+        assert await _stored_files(store) == files
+        return
+    assert len(await _leftovers(store)) == 1, "younger than the review delay: perhaps a write in progress"
+    predicted = await Sweep(
+        store.collector, Policy(review_after=0), SweepOptions(sweep_storage=True, dry_run=True)
+    ).run()
+    assert (predicted.leftovers, predicted.bytes) == (1, len(debris))
+    assert len(await _leftovers(store)) == 1, "a dry run removes nothing"
+    swept = await Sweep(store.collector, Policy(review_after=0), SweepOptions(sweep_storage=True)).run()
+    assert (swept.leftovers, swept.blobs, swept.bytes) == (1, 0, len(debris))
+    assert await _leftovers(store) == []
+    assert await _stored_files(store) == files, "the blob beside it stays"
+    assert await store.namespace.content.blob(Digest(image.config.digest))
 
 
 async def test_fsck_finds_a_removed_and_a_corrupted_blob(open_store: Any) -> None:

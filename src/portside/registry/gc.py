@@ -35,6 +35,7 @@ class Totals:
     bytes: int = 0
     repositories: int = 0
     failures: int = 0
+    leftovers: int = 0  # temporary files beside blobs (storage sweep)
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: mark, sweep, storage
 
     def count(self, outcome: Outcome) -> None:
@@ -47,6 +48,7 @@ class Totals:
         return (
             f"{verb} {self.manifests} manifest(s), {self.links} link(s), {self.blobs} blob(s) "
             f"({self.bytes} bytes), {self.repositories} repositor{'y' if self.repositories == 1 else 'ies'}"
+            + (f", {self.leftovers} leftover file(s)" if self.leftovers else "")
             + (f"; {self.failures} failure(s)" if self.failures else "")
         )
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from portside.metadata.gc import ManifestRow, Marking, Policy
 from portside.metadata.records import utcnow
 from portside.registry.gc import Collector, Totals
+from portside.storage.driver import FileInfo
 
 PAGE = 500
 REPOSITORY_PAGE = 200
@@ -235,8 +236,9 @@ class Sweep:
         records = self._recorded()
         recorded = await anext(records, None)
         unknown: list[tuple[str, int]] = []
+        leftovers: list[FileInfo] = []
         done = 0
-        async for digest, info in self.collector.namespace.content.blobs():
+        async for digest, info in self.collector.namespace.content.blobs(leftovers):
             while recorded is not None and recorded < digest:
                 recorded = await anext(records, None)
             done += 1
@@ -248,7 +250,23 @@ class Sweep:
             if done % PAGE == 0:
                 self.progress("storage", done)
         await self._unknown(unknown)
+        await self._leftovers([info for info in leftovers if info.modified < self.cutoff])
         self.progress("storage", done)
+
+    async def _leftovers(self, found: list[FileInfo]) -> None:
+        """Temporary files beside blobs that a crash between writing and renaming left: no push is still
+        writing one that is older than the review delay."""
+        failures = (
+            {}
+            if self.options.dry_run
+            else await self.collector.namespace.content.delete_leftovers([info.path for info in found])
+        )
+        self.totals.failures += len(failures)
+        for info in found:
+            if info.path not in failures:
+                self.totals.leftovers += 1
+                self.totals.bytes += info.size
+                self.removed("leftover", info.path, info.size)
 
     async def _recorded(self) -> AsyncIterator[str]:
         after = ""

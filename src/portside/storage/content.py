@@ -70,9 +70,11 @@ class ContentStore:
             return False
         return True
 
-    async def blobs(self) -> AsyncIterator[tuple[Digest, FileInfo]]:
+    async def blobs(self, leftovers: list[FileInfo] | None = None) -> AsyncIterator[tuple[Digest, FileInfo]]:
         """Every stored blob with its data file's size and time, in digest order; memory holds one of the 256
-        directories a digest's first two hex digits name (distribution's layout) at a time."""
+        directories a digest's first two hex digits name (distribution's layout) at a time. A write's
+        temporary file found beside a blob's `data` (what a crash between writing and renaming leaves) goes
+        to `leftovers` when one is given: the same walk finds both."""
         for algorithm in ALGORITHMS:
             try:
                 prefixes = await self.driver.list(f"{paths.BLOBS}/{algorithm}")
@@ -82,12 +84,18 @@ class ContentStore:
                 found: list[tuple[Digest, FileInfo]] = []
                 async for info in self.driver.walk_files(prefix):
                     parts = info.path.rsplit("/", 2)
-                    if len(parts) == 3 and parts[2] == "data":
-                        digest = _digest_of(algorithm, parts[1])
-                        if digest is not None:
-                            found.append((digest, info))
+                    if len(parts) != 3 or (digest := _digest_of(algorithm, parts[1])) is None:
+                        continue
+                    if parts[2] == "data":
+                        found.append((digest, info))
+                    elif leftovers is not None and self.driver.is_temporary(parts[2]):
+                        leftovers.append(info)
                 for item in sorted(found, key=lambda pair: pair[0]):
                     yield item
+
+    async def delete_leftovers(self, files: Sequence[str]) -> dict[str, Exception]:
+        """Remove temporary files `blobs` reported (those already gone count as removed); the failures."""
+        return await self.driver.delete_files(list(files))
 
     # ------------------------------------------------------------------ the store itself
 

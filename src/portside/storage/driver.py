@@ -166,6 +166,11 @@ class StorageDriver(ABC):
         files' can be done together. None when the driver cannot (use `put_content`)."""
         return None
 
+    def is_temporary(self, name: str) -> bool:
+        """Whether a file name is one of this driver's files on the way to their path (written, not yet
+        renamed): what a crash at that moment leaves, for garbage collection's storage sweep to remove."""
+        return False
+
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL the client may fetch the content from directly, or None to serve it through Portside."""
         return None

@@ -36,6 +36,9 @@ class DriverWrapper(StorageDriver):
     async def delete(self, path: str) -> None:
         await self.inner.delete(path)
 
+    def is_temporary(self, name: str) -> bool:
+        return self.inner.is_temporary(name)
+
     def stage_content(self, path: str, content: bytes) -> StagedContent | None:
         return self.inner.stage_content(path, content)
 

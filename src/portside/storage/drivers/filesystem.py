@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -118,6 +119,10 @@ class _Writer(FileWriter):
             os.close(fd)
 
 
+_TEMPORARY = re.compile(r".+\.[0-9a-f]{32}\.tmp")
+"""A file on its way to its path: `put_content` and `stage_content` write `<path>.<uuid hex>.tmp`, then rename."""
+
+
 class _StagedFile(StagedContent):
     """A small file written beside its path (`<path>.<random>.tmp`), still open; `place` fsyncs it, renames it
     over its path and fsyncs the directory, which is what `put_content` does on a thread in one go. Whoever
@@ -204,6 +209,9 @@ class FilesystemDriver(StorageDriver):
             _fsync_dir(directory)
 
         await self.run(write)
+
+    def is_temporary(self, name: str) -> bool:
+        return _TEMPORARY.fullmatch(name) is not None
 
     def stage_content(self, path: str, content: bytes) -> StagedContent:
         """Create and write the file on the calling thread: for a few KiB that takes less than a thread hop."""
