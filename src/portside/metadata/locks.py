@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import AsyncIterator, Iterable
@@ -106,7 +107,7 @@ class FileDigestLocks(DigestLocks):
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key)
                 except OSError:  # another process holds it: wait for it on a thread, not on the loop
-                    await asyncio.to_thread(fcntl.lockf, fd, fcntl.LOCK_EX, 1, key)
+                    await _wait_for(fd, key)
                 locked.append(key)
             yield
         finally:
@@ -117,6 +118,24 @@ class FileDigestLocks(DigestLocks):
         if self._fd >= 0 and self._pid == os.getpid():
             os.close(self._fd)
         self._fd = -1
+
+
+async def _wait_for(fd: int, key: int) -> None:
+    """Block on a thread until the byte is ours. The kernel answers EDEADLK when the wait would close a cycle
+    of processes waiting on each other, but it knows only processes: a task of this process waiting for a
+    byte another process holds, while that process waits for a byte a different task of ours holds, looks
+    like one, though our holder waits for nothing and will let go (holders take their keys in one order, so
+    no true cycle exists). So EDEADLK means "try again shortly", never failure."""
+    delay = 0.001
+    while True:
+        try:
+            await asyncio.to_thread(fcntl.lockf, fd, fcntl.LOCK_EX, 1, key)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EDEADLK:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 class AdvisoryDigestLocks(DigestLocks):
