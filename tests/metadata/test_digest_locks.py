@@ -36,7 +36,8 @@ async def test_a_wait_the_kernel_takes_for_a_deadlock_is_waited_out(tmp_path: Pa
         sys.executable, "-c", OTHER_PROCESS, path, FIRST, SECOND,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert other.stdin is not None and other.stdout is not None
+    assert other.stdin is not None
+    assert other.stdout is not None
     release_first = asyncio.Event()
 
     async def hold_first() -> None:
