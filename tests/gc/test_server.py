@@ -71,6 +71,7 @@ def test_the_command_collects_beside_a_running_registry(registry_factory: Regist
             "blobs": 3,
             "bytes": lines[-1]["summary"]["bytes"],
             "repositories": 2,
+            "leftovers": 0,
             "failures": 0,
         }
         assert lines[-1]["dry_run"] is True
