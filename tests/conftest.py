@@ -186,18 +186,21 @@ def _checkout_data_is_left_alone() -> Iterator[None]:
 RegistryFactory = Callable[..., Registry]
 
 
-@pytest.fixture
-def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
-    """Start extra servers with config overrides: `registry_factory({"storage": {...}}, workers=1)`."""
+def starting_registries(
+    tmp_path_factory: pytest.TempPathFactory, prefix: str = "portside", workers: int = 1
+) -> Iterator[RegistryFactory]:
+    """A factory of servers (with config overrides, `workers` by default), all stopped when it is closed: what
+    the function- and module-scoped factory fixtures share."""
     started: list[Registry] = []
+    default_workers = workers
 
     def start(
         overrides: dict[str, Any] | None = None,
-        workers: int = 1,
+        workers: int = default_workers,
         env: dict[str, str] | None = None,
         replace: dict[str, Any] | None = None,
     ) -> Registry:
-        workdir = tmp_path_factory.mktemp("portside")
+        workdir = tmp_path_factory.mktemp(prefix)
         config = replace if replace is not None else default_config(workdir, free_port())
         if overrides:
             config = deep_merge(config, overrides)
@@ -209,6 +212,12 @@ def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
     yield start
     for reg in started:
         reg.stop()
+
+
+@pytest.fixture
+def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
+    """Start extra servers with config overrides: `registry_factory({"storage": {...}}, workers=1)`."""
+    yield from starting_registries(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.conftest import Registry, RegistryFactory, deep_merge, default_config, free_port
+from tests.conftest import RegistryFactory, starting_registries
 from tests.operations.receiver import Receiver
 
 
 @pytest.fixture(scope="module")
 def module_registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
     """Like `registry_factory`, for servers that every test of a module shares (two workers by default)."""
-    started: list[Registry] = []
-
-    def start(overrides: dict[str, Any] | None = None, workers: int = 2) -> Registry:
-        workdir = tmp_path_factory.mktemp("portside-ops")
-        config = deep_merge(default_config(workdir, free_port()), overrides or {})
-        reg = Registry(workdir=workdir, config=config, workers=workers)
-        started.append(reg)
-        reg.start()
-        return reg
-
-    yield start
-    for reg in started:
-        reg.stop()
+    yield from starting_registries(tmp_path_factory, "portside-ops", workers=2)
 
 
 @pytest.fixture

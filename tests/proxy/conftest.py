@@ -18,7 +18,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from tests.conftest import Registry, RegistryFactory, deep_merge, default_config, free_port
+from tests.conftest import Registry, RegistryFactory, deep_merge, default_config, free_port, starting_registries
 from tests.proxy.relay import Relay
 from tests.proxy.support import GoRegistry, TokenAuth, bcrypt_line
 
@@ -150,19 +150,7 @@ def relay_to(relays: list[Relay], url: str) -> Relay:
 @pytest.fixture(scope="module")
 def module_registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
     """Like `registry_factory`, for caches every test of a module shares."""
-    started: list[Registry] = []
-
-    def start(overrides: dict[str, Any] | None = None, workers: int = 2, env: dict[str, str] | None = None) -> Registry:
-        workdir = tmp_path_factory.mktemp("portside-cache")
-        config = deep_merge(default_config(workdir, free_port()), overrides or {})
-        reg = Registry(workdir=workdir, config=config, workers=workers, env=env or {})
-        started.append(reg)
-        reg.start()
-        return reg
-
-    yield start
-    for reg in started:
-        reg.stop()
+    yield from starting_registries(tmp_path_factory, "portside-cache", workers=2)
 
 
 async def _postgres_admin(sql: str) -> None:

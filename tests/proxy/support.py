@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -25,17 +24,11 @@ import httpx
 import yaml
 
 from tests.conftest import free_port
+from tests.helpers import OCI_CONFIG, OCI_MANIFEST, sha256
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 GO_REGISTRY = "/usr/bin/docker-registry"
 STALE_WARNING = "110"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def unique(prefix: str = "img") -> str:

@@ -18,9 +18,9 @@ import yaml
 
 from portside.config.loader import load_config
 from portside.config.schema import Config
+from tests.helpers import OCI_INDEX
 from tests.proxy.conftest import Cache
 from tests.proxy.support import (
-    OCI_INDEX,
     OCI_MANIFEST,
     Image,
     get_manifest,
